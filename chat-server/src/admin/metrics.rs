@@ -1,0 +1,156 @@
+//! Prometheus metrics of one chat-server. Names are a contract: the operator's
+//! autoscaler scrapes `chat_connected_sockets`, dashboards use the rest.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// Socket.IO sockets connected to this server.
+    pub connected_sockets: IntGauge,
+    /// Rooms with at least one member.
+    pub rooms: IntGauge,
+    /// `message` events published to rooms (chat lines and AI prompts).
+    pub messages_total: IntCounter,
+    /// AI answers being streamed by this server now.
+    pub ai_streams_active: IntGauge,
+    /// AI answers finished, by outcome (`complete` or `error`).
+    pub ai_streams_total: IntCounterVec,
+    /// `ai-response-stream` events published.
+    pub ai_stream_chunks_total: IntCounter,
+    /// Provider tokens streamed.
+    pub ai_tokens_total: IntCounter,
+    /// From `ai-query` received to the first chunk emitted.
+    pub ai_first_chunk_seconds: Histogram,
+    /// From a `message` event received to its broadcast emitted.
+    pub message_handling_seconds: Histogram,
+    /// Events answered with an error ack, by event and code.
+    pub events_rejected_total: IntCounterVec,
+    /// 1 while this server drains.
+    pub draining: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let metrics = Self {
+            connected_sockets: IntGauge::new("chat_connected_sockets", "Socket.IO sockets connected to this server").unwrap(),
+            rooms: IntGauge::new("chat_rooms", "Rooms with at least one member").unwrap(),
+            messages_total: IntCounter::new("chat_messages_total", "message events published to rooms").unwrap(),
+            ai_streams_active: IntGauge::new("chat_ai_streams_active", "AI answers being streamed by this server").unwrap(),
+            ai_streams_total: IntCounterVec::new(
+                Opts::new("chat_ai_streams_total", "AI answers finished, by outcome"),
+                &["outcome"],
+            )
+            .unwrap(),
+            ai_stream_chunks_total: IntCounter::new("chat_ai_stream_chunks_total", "ai-response-stream events published").unwrap(),
+            ai_tokens_total: IntCounter::new("chat_ai_tokens_total", "AI provider tokens streamed").unwrap(),
+            ai_first_chunk_seconds: Histogram::with_opts(
+                HistogramOpts::new("chat_ai_first_chunk_seconds", "From ai-query received to the first chunk emitted")
+                    .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            )
+            .unwrap(),
+            message_handling_seconds: Histogram::with_opts(
+                HistogramOpts::new("chat_message_handling_seconds", "From a message event received to its broadcast emitted")
+                    .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+            )
+            .unwrap(),
+            events_rejected_total: IntCounterVec::new(
+                Opts::new("chat_events_rejected_total", "Events answered with an error ack, by event and code"),
+                &["event", "code"],
+            )
+            .unwrap(),
+            draining: IntGauge::new("chat_draining", "1 while this server drains").unwrap(),
+            registry,
+        };
+        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+            Box::new(metrics.connected_sockets.clone()),
+            Box::new(metrics.rooms.clone()),
+            Box::new(metrics.messages_total.clone()),
+            Box::new(metrics.ai_streams_active.clone()),
+            Box::new(metrics.ai_streams_total.clone()),
+            Box::new(metrics.ai_stream_chunks_total.clone()),
+            Box::new(metrics.ai_tokens_total.clone()),
+            Box::new(metrics.ai_first_chunk_seconds.clone()),
+            Box::new(metrics.message_handling_seconds.clone()),
+            Box::new(metrics.events_rejected_total.clone()),
+            Box::new(metrics.draining.clone()),
+        ];
+        for collector in collectors {
+            metrics.registry.register(collector).unwrap();
+        }
+        metrics
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding to memory cannot fail");
+        String::from_utf8(out).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Counts an AI answer as active for as long as it lives.
+pub struct ActiveStream<'a>(&'a IntGauge);
+
+impl<'a> ActiveStream<'a> {
+    pub fn start(gauge: &'a IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for ActiveStream<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_contract_metric_is_exposed() {
+        let metrics = Metrics::new();
+        metrics.ai_streams_total.with_label_values(&["complete"]).inc();
+        metrics.events_rejected_total.with_label_values(&["join", "invalid_room"]).inc();
+        let text = metrics.render();
+        for name in [
+            "chat_connected_sockets",
+            "chat_rooms",
+            "chat_messages_total",
+            "chat_ai_streams_active",
+            "chat_ai_stream_chunks_total",
+            "chat_ai_tokens_total",
+            "chat_ai_first_chunk_seconds_bucket",
+            "chat_message_handling_seconds_bucket",
+            "chat_draining",
+            "chat_ai_streams_total",
+            "chat_events_rejected_total",
+        ] {
+            assert!(text.contains(&format!("\n{name}")), "{name} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn an_active_stream_counts_until_dropped() {
+        let metrics = Metrics::new();
+        {
+            let _a = ActiveStream::start(&metrics.ai_streams_active);
+            let _b = ActiveStream::start(&metrics.ai_streams_active);
+            assert_eq!(metrics.ai_streams_active.get(), 2);
+        }
+        assert_eq!(metrics.ai_streams_active.get(), 0);
+    }
+}

@@ -1,0 +1,77 @@
+//! Streams one AI answer to a room: provider tokens are batched into chunks,
+//! each published as an `ai-response-stream` event with `seq` contiguous from
+//! 1 and exactly one `done: true`. A finished answer joins the room history.
+
+use futures::StreamExt;
+use socketioxide::{SocketIo, adapter::Adapter};
+use tokio::time::Instant;
+
+use super::{
+    AiRequest,
+    batcher::{End, batch},
+};
+use crate::{
+    admin::metrics::ActiveStream,
+    protocol::{AiChunk, RoomEvent, now_ms},
+    state::AppState,
+    store::{Role, Turn},
+};
+
+pub async fn stream<A: Adapter>(
+    io: SocketIo<A>,
+    state: AppState,
+    room: String,
+    stream_id: String,
+    request: AiRequest,
+    received: Instant,
+) {
+    let metrics = &state.metrics;
+    let _active = ActiveStream::start(&metrics.ai_streams_active);
+    let mut batches = std::pin::pin!(batch(state.ai.answer(request), state.batch));
+    let mut answer = String::new();
+    let mut seq = 0;
+    while let Some(batch) = batches.next().await {
+        seq += 1;
+        answer.push_str(&batch.text);
+        let chunk = AiChunk {
+            room: room.clone(),
+            room_seq: 0,
+            stream_id: stream_id.clone(),
+            seq,
+            chunk: batch.text,
+            done: batch.end.is_some(),
+            error: match &batch.end {
+                Some(End::Failed(error)) => Some(error.to_string()),
+                _ => None,
+            },
+            ts: now_ms(),
+        };
+        if let Err(error) = state.publisher.publish(&io, RoomEvent::AiChunk(chunk)).await {
+            tracing::warn!(%error, %room, %stream_id, seq, "an AI chunk could not be published");
+        }
+        if seq == 1 {
+            metrics
+                .ai_first_chunk_seconds
+                .observe(received.elapsed().as_secs_f64());
+        }
+        metrics.ai_stream_chunks_total.inc();
+        metrics.ai_tokens_total.inc_by(batch.tokens as u64);
+        match batch.end {
+            Some(End::Complete) => {
+                metrics.ai_streams_total.with_label_values(&["complete"]).inc();
+                let turn = Turn {
+                    role: Role::Assistant,
+                    text: std::mem::take(&mut answer),
+                };
+                if let Err(error) = state.store.push_turn(&room, turn).await {
+                    tracing::warn!(%error, %room, "the answer could not be added to the history");
+                }
+            }
+            Some(End::Failed(error)) => {
+                metrics.ai_streams_total.with_label_values(&["error"]).inc();
+                tracing::warn!(%error, %room, %stream_id, "AI answer ended early");
+            }
+            None => {}
+        }
+    }
+}

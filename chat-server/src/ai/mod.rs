@@ -1,0 +1,46 @@
+//! AI providers behind one trait. A provider turns a prompt and the room's
+//! recent conversation into a stream of tokens; batching, sequencing and
+//! delivery happen elsewhere, so a new provider only has to produce tokens.
+
+pub mod answer;
+pub mod batcher;
+mod demo;
+mod openai;
+
+pub use demo::DemoProvider;
+pub use openai::OpenAiProvider;
+
+use std::pin::Pin;
+
+use futures::Stream;
+
+use crate::store::Turn;
+
+/// What a provider is asked: the room's recent conversation, then the prompt.
+#[derive(Debug, Clone)]
+pub struct AiRequest {
+    pub history: Vec<Turn>,
+    pub prompt: String,
+}
+
+/// Why an answer ended early. The text is safe to send to clients: it never
+/// holds the API key, the provider's response body or its URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AiError {
+    #[error("the AI provider could not be reached")]
+    Unreachable,
+    #[error("the AI provider answered HTTP {0}")]
+    Status(u16),
+    #[error("the AI provider stream broke off")]
+    StreamBroken,
+    #[error("the AI provider sent a response that could not be read")]
+    InvalidResponse,
+}
+
+/// Tokens of one answer, in order; ends after the last token or at the first error.
+pub type TokenStream = Pin<Box<dyn Stream<Item = Result<String, AiError>> + Send>>;
+
+pub trait AiProvider: Send + Sync + 'static {
+    /// Starts answering. The stream is lazy: nothing happens until it is polled.
+    fn answer(&self, request: AiRequest) -> TokenStream;
+}

@@ -1,0 +1,139 @@
+//! The flag table: every setting of a chat-server, as a command-line flag with an
+//! environment-variable twin. Flag and variable names are a contract shared with
+//! the operator, the Helm chart, the tests and users' scripts (see DESIGN.md).
+
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+use clap::{Parser, ValueEnum};
+
+/// Socket.IO v4 chat server for AI conversations: rooms, chat messages and AI
+/// answers streamed in batched, sequence-numbered chunks.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "chat-server", version, about, long_about = None)]
+pub struct Config {
+    /// Address both listeners bind to.
+    #[arg(long, env = "CHAT_HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+
+    /// Public port: Socket.IO at /socket.io/ and the demo page at /. 0 picks a free port.
+    #[arg(long, env = "CHAT_PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Admin port: /metrics, /healthz, /readyz. Never expose it to users. 0 picks a free port.
+    #[arg(long, env = "CHAT_ADMIN_PORT", default_value_t = 9090)]
+    pub admin_port: u16,
+
+    /// Which model answers `ai-query`: the built-in `demo` (no network) or any
+    /// OpenAI-compatible `/v1/chat/completions` endpoint (`openai`).
+    #[arg(long, env = "CHAT_AI_PROVIDER", value_enum, default_value_t = AiProviderKind::Demo)]
+    pub ai_provider: AiProviderKind,
+
+    /// Demo model speed, in tokens per second.
+    #[arg(long, env = "CHAT_DEMO_TOKENS_PER_SEC", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub demo_tokens_per_sec: u32,
+
+    /// Demo model answer length, in tokens (200 tokens at 50/s is a 4-second answer;
+    /// 1500 makes a 30-second one).
+    #[arg(long, env = "CHAT_DEMO_ANSWER_TOKENS", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub demo_answer_tokens: u32,
+
+    /// Flush a streamed chunk once it holds this many characters.
+    #[arg(long, env = "CHAT_BATCH_MAX_CHARS", default_value_t = 48,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub batch_max_chars: u32,
+
+    /// Flush a streamed chunk this many milliseconds after its first token at the latest.
+    #[arg(long, env = "CHAT_BATCH_MAX_DELAY_MS", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub batch_max_delay_ms: u64,
+
+    /// Base URL of the OpenAI-compatible API (OpenAI, vLLM, Ollama, LiteLLM ...).
+    #[arg(long, env = "CHAT_OPENAI_BASE_URL", default_value = "https://api.openai.com/v1")]
+    pub openai_base_url: String,
+
+    /// Model name sent to the OpenAI-compatible API.
+    #[arg(long, env = "CHAT_OPENAI_MODEL", default_value = "gpt-4o-mini")]
+    pub openai_model: String,
+
+    /// File holding the API key for the `openai` provider. Without it the key is
+    /// read from the CHAT_OPENAI_API_KEY environment variable (never from a flag,
+    /// so it does not show in `ps`). The key never appears in logs, metrics or events.
+    #[arg(long, env = "CHAT_OPENAI_API_KEY_FILE")]
+    pub openai_api_key_file: Option<PathBuf>,
+
+    /// How many recent turns of a room's conversation go into an AI prompt.
+    #[arg(long, env = "CHAT_HISTORY_TURNS", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(0..=1_000))]
+    pub history_turns: u32,
+
+    /// How many recent events each room keeps in its log (for replay on reconnect).
+    #[arg(long, env = "CHAT_ROOM_LOG_LEN", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub room_log_len: u32,
+
+    /// Largest Engine.IO payload accepted, in bytes, on both transports (a long-polling
+    /// POST body, a WebSocket message or frame). Larger ones are refused by the transport.
+    #[arg(long, env = "CHAT_MAX_PAYLOAD_BYTES", default_value_t = 131_072,
+          value_parser = clap::value_parser!(u64).range(1_024..=16_777_216))]
+    pub max_payload_bytes: u64,
+
+    /// Log format on stderr.
+    #[arg(long, env = "CHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The model behind `ai-query`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AiProviderKind {
+    /// Built in, deterministic, no network.
+    Demo,
+    /// Any OpenAI-compatible streaming chat completions endpoint.
+    Openai,
+}
+
+/// How log lines are written.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl Config {
+    pub fn batch_max_delay(&self) -> Duration {
+        Duration::from_millis(self.batch_max_delay_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design_table() {
+        let config = Config::try_parse_from(["chat-server"]).unwrap();
+        assert_eq!(config.port, 3000);
+        assert_eq!(config.admin_port, 9090);
+        assert_eq!(config.ai_provider, AiProviderKind::Demo);
+        assert_eq!(config.demo_tokens_per_sec, 50);
+        assert_eq!(config.demo_answer_tokens, 200);
+        assert_eq!(config.batch_max_chars, 48);
+        assert_eq!(config.batch_max_delay_ms, 50);
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        assert!(Config::try_parse_from(["chat-server", "--demo-tokens-per-sec", "0"]).is_err());
+        assert!(Config::try_parse_from(["chat-server", "--ai-provider", "gpt"]).is_err());
+        assert!(Config::try_parse_from(["chat-server", "--port", "70000"]).is_err());
+    }
+
+    #[test]
+    fn command_definition_is_consistent() {
+        use clap::CommandFactory;
+        Config::command().debug_assert();
+    }
+}

@@ -1,0 +1,107 @@
+//! Input rules for client events. Every check runs before any side effect, so
+//! a refused event changes nothing.
+
+use socketioxide::{adapter::Adapter, extract::SocketRef};
+
+use crate::protocol::{ChatError, ErrorCode};
+
+pub const MAX_ROOM_LEN: usize = 128;
+pub const MAX_TEXT_BYTES: usize = 8 * 1024;
+pub const MAX_PROMPT_BYTES: usize = 32 * 1024;
+pub const MAX_CLIENT_ID_LEN: usize = 128;
+pub const MAX_ROOMS_PER_SOCKET: usize = 32;
+
+/// The payload decoded into the event's type, or `bad_request` saying what was wrong.
+pub fn payload<T, E: std::fmt::Display>(decoded: Result<T, E>, shape: &str) -> Result<T, ChatError> {
+    decoded.map_err(|error| {
+        let mut detail = error.to_string();
+        detail.truncate(200);
+        ChatError::new(ErrorCode::BadRequest, format!("expected {shape}: {detail}"))
+    })
+}
+
+/// 1-128 characters of `[A-Za-z0-9._:-]`.
+pub fn room_name(room: &str) -> Result<(), ChatError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
+    if room.is_empty() || room.len() > MAX_ROOM_LEN || !room.chars().all(allowed) {
+        return Err(ChatError::new(
+            ErrorCode::InvalidRoom,
+            format!("room names are 1-{MAX_ROOM_LEN} characters of A-Z a-z 0-9 . _ : -"),
+        ));
+    }
+    Ok(())
+}
+
+/// Non-empty and at most `max_bytes` of UTF-8.
+pub fn text(what: &str, value: &str, max_bytes: usize) -> Result<(), ChatError> {
+    if value.is_empty() {
+        return Err(ChatError::new(ErrorCode::BadRequest, format!("{what} must not be empty")));
+    }
+    if value.len() > max_bytes {
+        return Err(ChatError::new(
+            ErrorCode::TooLarge,
+            format!("{what} is {} bytes; the limit is {max_bytes}", value.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// An optional client-chosen id, at most 128 bytes.
+pub fn client_id(value: Option<&str>) -> Result<(), ChatError> {
+    match value {
+        Some(id) if id.len() > MAX_CLIENT_ID_LEN => Err(ChatError::new(
+            ErrorCode::TooLarge,
+            format!("clientId is over {MAX_CLIENT_ID_LEN} bytes"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The socket has joined `room`.
+pub fn joined<A: Adapter>(socket: &SocketRef<A>, room: &str) -> Result<(), ChatError> {
+    if socket.rooms().iter().any(|r| r == room) {
+        Ok(())
+    } else {
+        Err(ChatError::new(ErrorCode::NotJoined, format!("join {room} first")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names() {
+        for ok in ["a", "team-42:support", "A.b_c", &"x".repeat(128)] {
+            assert!(room_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "has space", "slash/", "ünïcode", "new\nline", &"x".repeat(129)] {
+            assert_eq!(room_name(bad).unwrap_err().code, ErrorCode::InvalidRoom, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn text_limits_count_bytes() {
+        assert!(text("text", &"a".repeat(MAX_TEXT_BYTES), MAX_TEXT_BYTES).is_ok());
+        let over = text("text", &"a".repeat(MAX_TEXT_BYTES + 1), MAX_TEXT_BYTES).unwrap_err();
+        assert_eq!(over.code, ErrorCode::TooLarge);
+        // 4-byte characters: 2049 of them are 8196 bytes.
+        assert!(text("text", &"🙂".repeat(2049), MAX_TEXT_BYTES).is_err());
+        assert_eq!(text("text", "", MAX_TEXT_BYTES).unwrap_err().code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn client_ids_are_bounded() {
+        assert!(client_id(None).is_ok());
+        assert!(client_id(Some("abc")).is_ok());
+        assert_eq!(client_id(Some(&"x".repeat(129))).unwrap_err().code, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn payload_errors_say_what_was_expected() {
+        let decoded: Result<u8, _> = Err("missing field `room`");
+        let error = payload(decoded, "{room: string}").unwrap_err();
+        assert_eq!(error.code, ErrorCode::BadRequest);
+        assert!(error.message.contains("missing field `room`"), "{}", error.message);
+    }
+}

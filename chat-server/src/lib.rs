@@ -1,0 +1,15 @@
+//! chat-server: a Socket.IO v4 server for AI conversations. Rooms, chat
+//! messages with contiguous per-room sequence numbers, AI answers streamed in
+//! batched chunks, Prometheus metrics on a separate admin port.
+
+pub mod admin;
+pub mod ai;
+pub mod config;
+pub mod events;
+pub mod protocol;
+pub mod publish;
+pub mod secret;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod web;

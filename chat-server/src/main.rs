@@ -1,0 +1,47 @@
+//! Starts a chat-server: reads the flag table, sets up logging, binds both
+//! listeners, prints where it listens, and serves until Ctrl-C or SIGTERM.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use chat_server::{
+    config::{Config, LogFormat},
+    server::Server,
+};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    init_logging(config.log_format);
+
+    let server = Server::bind(&config).await?;
+    let (public, admin) = (server.public_addr(), server.admin_addr());
+    tracing::info!(%public, %admin, ai_provider = ?config.ai_provider, "chat-server listening");
+    tracing::warn!("authentication is off: any client may join any room (demo mode)");
+    // One stable line on stdout, for people and for test harnesses.
+    println!("chat-server listening on http://{public} (admin http://{admin})");
+
+    server.serve(shutdown_signal()).await
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("CHAT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,73 @@
+//! What every handler shares: the room store, the publisher, the AI provider,
+//! batching settings and metrics. Built once from the configuration.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::{
+    admin::metrics::Metrics,
+    ai::{AiProvider, DemoProvider, OpenAiProvider, batcher::BatchConfig},
+    config::{AiProviderKind, Config},
+    publish::Publisher,
+    secret::Secret,
+    store::{MemoryStore, RoomStore},
+};
+
+/// Environment variable holding the `openai` API key when no key file is given.
+pub const OPENAI_API_KEY_ENV: &str = "CHAT_OPENAI_API_KEY";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn RoomStore>,
+    pub publisher: Arc<Publisher>,
+    pub ai: Arc<dyn AiProvider>,
+    pub batch: BatchConfig,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let store: Arc<dyn RoomStore> = Arc::new(MemoryStore::new(
+            config.room_log_len as usize,
+            config.history_turns as usize,
+        ));
+        Ok(Self {
+            publisher: Arc::new(Publisher::new(store.clone())),
+            store,
+            ai: ai_provider(config)?,
+            batch: BatchConfig {
+                max_chars: config.batch_max_chars as usize,
+                max_delay: config.batch_max_delay(),
+            },
+            metrics: Arc::new(Metrics::new()),
+        })
+    }
+}
+
+fn ai_provider(config: &Config) -> anyhow::Result<Arc<dyn AiProvider>> {
+    Ok(match config.ai_provider {
+        AiProviderKind::Demo => Arc::new(DemoProvider::new(
+            config.demo_tokens_per_sec,
+            config.demo_answer_tokens,
+        )),
+        AiProviderKind::Openai => {
+            let api_key = match &config.openai_api_key_file {
+                Some(path) => Some(Secret::from_file(path).with_context(|| {
+                    format!("reading the OpenAI API key file {}", path.display())
+                })?),
+                None => Secret::from_env(OPENAI_API_KEY_ENV),
+            };
+            if api_key.is_none() {
+                tracing::warn!(
+                    "no API key for the openai provider (--openai-api-key-file or {OPENAI_API_KEY_ENV}); requests go without one"
+                );
+            }
+            Arc::new(OpenAiProvider::new(
+                &config.openai_base_url,
+                &config.openai_model,
+                api_key,
+            )?)
+        }
+    })
+}
