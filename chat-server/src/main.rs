@@ -1,6 +1,8 @@
 //! Starts a chat-server: reads the flag table, sets up logging, binds both
 //! listeners, prints where it listens, and serves until Ctrl-C or SIGTERM.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -28,7 +30,8 @@ fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("CHAT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

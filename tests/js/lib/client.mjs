@@ -1,0 +1,60 @@
+// Small helpers around the official socket.io-client for the tests.
+import { io } from 'socket.io-client';
+
+/** Connects a new client (never shares a Manager) and resolves once connected. */
+export function connect(url, options = {}) {
+  const socket = io(url, { forceNew: true, reconnection: false, ...options });
+  return new Promise((resolve, reject) => {
+    socket.once('connect', () => resolve(socket));
+    socket.once('connect_error', reject);
+  });
+}
+
+/** Emits `event` and resolves with the server's ack. */
+export function ask(socket, event, ...args) {
+  return socket.timeout(5_000).emitWithAck(event, ...args);
+}
+
+/** Resolves with the first `event` payload for which `predicate` holds. */
+export function next(socket, event, predicate = () => true, timeoutMs = 10_000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.off(event, listener);
+      reject(new Error(`no ${event} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    function listener(payload) {
+      if (!predicate(payload)) return;
+      clearTimeout(timer);
+      socket.off(event, listener);
+      resolve(payload);
+    }
+    socket.on(event, listener);
+  });
+}
+
+/**
+ * Records every room event a socket receives, in arrival order, and resolves
+ * `done(streamId)` once that stream's `done: true` chunk has arrived.
+ */
+export function record(socket) {
+  const messages = [];
+  const chunks = [];
+  const waiters = [];
+  socket.on('message', (m) => messages.push({ ...m, at: performance.now() }));
+  socket.on('ai-response-stream', (c) => {
+    chunks.push({ ...c, at: performance.now() });
+    for (const w of waiters) if (c.done && c.streamId === w.streamId) w.resolve();
+  });
+  return {
+    messages,
+    chunks,
+    stream: (streamId) => chunks.filter((c) => c.streamId === streamId),
+    done(streamId, timeoutMs = 20_000) {
+      if (chunks.some((c) => c.done && c.streamId === streamId)) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`stream ${streamId} not done`)), timeoutMs);
+        waiters.push({ streamId, resolve: () => { clearTimeout(timer); resolve(); } });
+      });
+    },
+  };
+}
