@@ -27,14 +27,14 @@ export async function startFakeOpenAi(script) {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
     const start = performance.now();
     for (const [i, token] of plan.tokens.entries()) {
+      await sleepUntil(start + token.at);
       if (plan.breakAfter === i) {
-        res.socket.destroy();
+        res.socket.destroy(); // the connection drops mid-answer
         return;
       }
-      await sleepUntil(start + token.at);
       const chunk = { id: 'c', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: token.text }, finish_reason: null }] };
       written.push({ text: token.text, at: performance.now() });
-      res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+      await new Promise((flushed) => res.write(`data: ${JSON.stringify(chunk)}\n\n`, flushed));
     }
     res.write(`data: ${JSON.stringify({ id: 'c', choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`);
     res.end('data: [DONE]\n\n');
