@@ -23,7 +23,7 @@ pub async fn handle<A: Adapter>(
     socket: SocketRef<A>,
     io: SocketIo<A>,
     State(state): State<AppState>,
-    TryData(data): TryData<AiQueryRequest>,
+    TryData(data): TryData<Value>,
     ack: AckSender<A>,
 ) {
     let received = Instant::now();
@@ -35,7 +35,7 @@ async fn ask<A: Adapter, E: std::fmt::Display>(
     socket: &SocketRef<A>,
     io: SocketIo<A>,
     state: &AppState,
-    data: Result<AiQueryRequest, E>,
+    data: Result<Value, E>,
     received: Instant,
 ) -> Result<Value, ChatError> {
     let AiQueryRequest { room, prompt } = validate::payload(data, "{room: string, prompt: string}")?;

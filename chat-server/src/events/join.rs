@@ -17,7 +17,7 @@ use crate::{
 pub async fn handle<A: Adapter>(
     socket: SocketRef<A>,
     State(state): State<AppState>,
-    TryData(data): TryData<JoinRequest>,
+    TryData(data): TryData<Value>,
     ack: AckSender<A>,
 ) {
     let result = join(&socket, &state, data).await;
@@ -27,7 +27,7 @@ pub async fn handle<A: Adapter>(
 async fn join<A: Adapter, E: std::fmt::Display>(
     socket: &SocketRef<A>,
     state: &AppState,
-    data: Result<JoinRequest, E>,
+    data: Result<Value, E>,
 ) -> Result<Value, ChatError> {
     let JoinRequest { room } = validate::payload(data, "{room: string}")?;
     validate::room_name(&room)?;

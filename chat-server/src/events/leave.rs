@@ -15,7 +15,7 @@ use crate::{
 pub async fn handle<A: Adapter>(
     socket: SocketRef<A>,
     State(state): State<AppState>,
-    TryData(data): TryData<LeaveRequest>,
+    TryData(data): TryData<Value>,
     ack: AckSender<A>,
 ) {
     let result = leave(&socket, data);
@@ -24,7 +24,7 @@ pub async fn handle<A: Adapter>(
 
 fn leave<A: Adapter, E: std::fmt::Display>(
     socket: &SocketRef<A>,
-    data: Result<LeaveRequest, E>,
+    data: Result<Value, E>,
 ) -> Result<Value, ChatError> {
     let LeaveRequest { room } = validate::payload(data, "{room: string}")?;
     validate::room_name(&room)?;

@@ -21,7 +21,7 @@ pub async fn handle<A: Adapter>(
     socket: SocketRef<A>,
     io: SocketIo<A>,
     State(state): State<AppState>,
-    TryData(data): TryData<MessageRequest>,
+    TryData(data): TryData<Value>,
     ack: AckSender<A>,
 ) {
     let received = Instant::now();
@@ -39,9 +39,9 @@ async fn send<A: Adapter, E: std::fmt::Display>(
     socket: &SocketRef<A>,
     io: &SocketIo<A>,
     state: &AppState,
-    data: Result<MessageRequest, E>,
+    data: Result<Value, E>,
 ) -> Result<Value, ChatError> {
-    let request = validate::payload(data, "{room: string, text: string, clientId?: string}")?;
+    let request: MessageRequest = validate::payload(data, "{room: string, text: string, clientId?: string}")?;
     validate::room_name(&request.room)?;
     validate::text("text", &request.text, validate::MAX_TEXT_BYTES)?;
     validate::client_id(request.client_id.as_deref())?;

@@ -1,6 +1,8 @@
 //! Input rules for client events. Every check runs before any side effect, so
 //! a refused event changes nothing.
 
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use socketioxide::{adapter::Adapter, extract::SocketRef};
 
 use crate::protocol::{ChatError, ErrorCode};
@@ -11,13 +13,22 @@ pub const MAX_PROMPT_BYTES: usize = 32 * 1024;
 pub const MAX_CLIENT_ID_LEN: usize = 128;
 pub const MAX_ROOMS_PER_SOCKET: usize = 32;
 
-/// The payload decoded into the event's type, or `bad_request` saying what was wrong.
-pub fn payload<T, E: std::fmt::Display>(decoded: Result<T, E>, shape: &str) -> Result<T, ChatError> {
-    decoded.map_err(|error| {
-        let mut detail = error.to_string();
+/// The payload, which must be a JSON object, decoded into the event's type;
+/// otherwise `bad_request` saying what was expected and what was wrong.
+pub fn payload<T: DeserializeOwned, E: std::fmt::Display>(
+    data: Result<Value, E>,
+    shape: &str,
+) -> Result<T, ChatError> {
+    let bad = |detail: String| {
+        let mut detail = detail;
         detail.truncate(200);
         ChatError::new(ErrorCode::BadRequest, format!("expected {shape}: {detail}"))
-    })
+    };
+    match data {
+        Ok(value @ Value::Object(_)) => serde_json::from_value(value).map_err(|e| bad(e.to_string())),
+        Ok(_) => Err(bad("the payload is not an object".into())),
+        Err(error) => Err(bad(error.to_string())),
+    }
 }
 
 /// 1-128 characters of `[A-Za-z0-9._:-]`.
@@ -97,11 +108,28 @@ mod tests {
         assert_eq!(client_id(Some(&"x".repeat(129))).unwrap_err().code, ErrorCode::TooLarge);
     }
 
+    #[derive(serde::Deserialize, Debug)]
+    struct Room {
+        #[allow(dead_code)]
+        room: String,
+    }
+
+    fn decode(value: Value) -> Result<Room, ChatError> {
+        payload::<Room, &str>(Ok(value), "{room: string}")
+    }
+
     #[test]
-    fn payload_errors_say_what_was_expected() {
-        let decoded: Result<u8, _> = Err("missing field `room`");
-        let error = payload(decoded, "{room: string}").unwrap_err();
-        assert_eq!(error.code, ErrorCode::BadRequest);
-        assert!(error.message.contains("missing field `room`"), "{}", error.message);
+    fn payloads_must_be_objects_of_the_right_shape() {
+        use serde_json::json;
+        assert!(decode(json!({"room": "a"})).is_ok());
+        for bad in [json!(["a"]), json!("a"), json!(null), json!(1), json!({}), json!({"room": 1})] {
+            let error = decode(bad.clone()).unwrap_err();
+            assert_eq!(error.code, ErrorCode::BadRequest, "{bad}");
+            assert!(error.message.starts_with("expected {room: string}"), "{}", error.message);
+        }
+        let missing = decode(json!({})).unwrap_err();
+        assert!(missing.message.contains("missing field `room`"), "{}", missing.message);
+        let absent = payload::<Room, &str>(Err("no payload"), "{room: string}").unwrap_err();
+        assert_eq!(absent.code, ErrorCode::BadRequest);
     }
 }
