@@ -1,0 +1,195 @@
+//! Test support shared by the workspace's end-to-end tests: start the real
+//! chat-server binary on free ports, talk to it with a real Socket.IO client
+//! (rust_socketio), and read its Prometheus metrics.
+
+use std::{
+    path::Path,
+    process::{ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use futures::FutureExt;
+use rust_socketio::{
+    Event, Payload,
+    asynchronous::{Client, ClientBuilder},
+};
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, BufReader},
+    process::{Child, Command},
+    sync::{mpsc, oneshot},
+};
+
+/// A chat-server process; killed when dropped.
+pub struct ChatServer {
+    child: Child,
+    /// `http://127.0.0.1:PORT`, Socket.IO and the demo page.
+    pub url: String,
+    /// `http://127.0.0.1:PORT`, metrics and health.
+    pub admin_url: String,
+    logs: Arc<Mutex<String>>,
+}
+
+impl ChatServer {
+    /// Starts `bin` on free loopback ports with extra `args`, and waits until it listens.
+    pub async fn start(bin: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let mut child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", "0", "--admin-port", "0"])
+            .args(args)
+            .env("CHAT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let logs = Arc::new(Mutex::new(String::new()));
+        collect(child.stderr.take().expect("piped"), logs.clone(), None);
+        let (listening, announced) = oneshot::channel();
+        collect(child.stdout.take().expect("piped"), logs.clone(), Some(listening));
+        let line = tokio::time::timeout(Duration::from_secs(30), announced)
+            .await
+            .context("chat-server did not start within 30 s")?
+            .with_context(|| format!("chat-server exited early:\n{}", logs.lock().unwrap()))?;
+        // "chat-server listening on http://A (admin http://B)"
+        let mut urls = line.split_whitespace().filter(|w| w.contains("http://"));
+        let (Some(url), Some(admin)) = (urls.next(), urls.next()) else {
+            bail!("unexpected start line: {line}");
+        };
+        Ok(Self {
+            child,
+            url: url.to_owned(),
+            admin_url: admin.trim_end_matches(')').to_owned(),
+            logs,
+        })
+    }
+
+    /// Everything the server printed so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub async fn stop(mut self) -> anyhow::Result<ExitStatus> {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill(2) with a pid we own and a valid signal number.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+        Ok(tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??)
+    }
+
+    /// GETs a path on the admin port: (status, body).
+    pub async fn admin_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let response = reqwest::get(format!("{}{path}", self.admin_url)).await?;
+        Ok((response.status().as_u16(), response.text().await?))
+    }
+
+    /// One sample's value from `/metrics` (labels ignored; the first sample wins).
+    pub async fn metric(&self, name: &str) -> anyhow::Result<Option<f64>> {
+        let (_, body) = self.admin_get("/metrics").await?;
+        let lines = body.lines().map(|l| Ok(l.to_owned()));
+        let scrape = prometheus_parse::Scrape::parse(lines)?;
+        Ok(scrape.samples.iter().find(|s| s.metric == name).map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        }))
+    }
+}
+
+/// Appends a child's output to `logs`; hands the "listening" line to `listening`.
+fn collect(
+    pipe: impl AsyncRead + Unpin + Send + 'static,
+    logs: Arc<Mutex<String>>,
+    mut listening: Option<oneshot::Sender<String>>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("chat-server listening on")
+                && let Some(tx) = listening.take()
+            {
+                let _ = tx.send(line.clone());
+            }
+            let mut logs = logs.lock().unwrap();
+            logs.push_str(&line);
+            logs.push('\n');
+        }
+    });
+}
+
+/// A Socket.IO client (rust_socketio) that records every event it receives.
+pub struct SocketClient {
+    client: Client,
+    events: mpsc::UnboundedReceiver<(String, Value)>,
+}
+
+impl SocketClient {
+    /// Connects and waits for the namespace to be joined (the server's CONNECT
+    /// answer): rust_socketio's `connect` returns before that.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let (tx, events) = mpsc::unbounded_channel();
+        let (opened, open) = oneshot::channel();
+        let opened = Mutex::new(Some(opened));
+        let client = ClientBuilder::new(url)
+            .namespace("/")
+            .on(Event::Connect, move |_, _| {
+                if let Some(opened) = opened.lock().unwrap().take() {
+                    let _ = opened.send(());
+                }
+                async {}.boxed()
+            })
+            .on_any(move |event, payload, _| {
+                if let Payload::Text(values) = payload {
+                    let value = values.into_iter().next().unwrap_or(Value::Null);
+                    let _ = tx.send((event.to_string(), value));
+                }
+                async {}.boxed()
+            })
+            .connect()
+            .await?;
+        tokio::time::timeout(Duration::from_secs(10), open)
+            .await
+            .context("no CONNECT answer within 10 s")??;
+        Ok(Self { client, events })
+    }
+
+    /// Emits `event` with `data` and returns the server's ack.
+    pub async fn ask(&self, event: &str, data: Value) -> anyhow::Result<Value> {
+        let (tx, rx) = oneshot::channel();
+        let tx = Mutex::new(Some(tx));
+        self.client
+            .emit_with_ack(event, data, Duration::from_secs(5), move |payload, _| {
+                if let (Some(tx), Payload::Text(values)) = (tx.lock().unwrap().take(), payload) {
+                    // rust_socketio hands ack arguments over as one array.
+                    let first = match values.into_iter().next() {
+                        Some(Value::Array(args)) => args.into_iter().next(),
+                        other => other,
+                    };
+                    let _ = tx.send(first.unwrap_or(Value::Null));
+                }
+                async {}.boxed()
+            })
+            .await?;
+        Ok(tokio::time::timeout(Duration::from_secs(5), rx).await??)
+    }
+
+    /// The next event received, with its payload.
+    pub async fn next_event(&mut self) -> anyhow::Result<(String, Value)> {
+        tokio::time::timeout(Duration::from_secs(10), self.events.recv())
+            .await?
+            .context("the client stopped")
+    }
+
+    pub async fn disconnect(self) -> anyhow::Result<()> {
+        Ok(self.client.disconnect().await?)
+    }
+}
