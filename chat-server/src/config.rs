@@ -50,7 +50,11 @@ pub struct Config {
     pub batch_max_delay_ms: u64,
 
     /// Base URL of the OpenAI-compatible API (OpenAI, vLLM, Ollama, LiteLLM ...).
-    #[arg(long, env = "CHAT_OPENAI_BASE_URL", default_value = "https://api.openai.com/v1")]
+    #[arg(
+        long,
+        env = "CHAT_OPENAI_BASE_URL",
+        default_value = "https://api.openai.com/v1"
+    )]
     pub openai_base_url: String,
 
     /// Model name sent to the OpenAI-compatible API.

@@ -205,7 +205,10 @@ mod tests {
     #[test]
     fn acks_have_the_documented_shape() {
         let ok: Ack<_> = Ok::<_, ChatError>(json!({"room": "a"})).into();
-        assert_eq!(serde_json::to_value(ok).unwrap(), json!({"ok": {"room": "a"}}));
+        assert_eq!(
+            serde_json::to_value(ok).unwrap(),
+            json!({"ok": {"room": "a"}})
+        );
         let err: Ack<()> = Err(ChatError::new(ErrorCode::NotJoined, "join first")).into();
         assert_eq!(
             serde_json::to_value(err).unwrap(),

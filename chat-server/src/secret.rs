@@ -20,10 +20,7 @@ impl Secret {
 
     /// Reads a secret from an environment variable; `None` when unset or empty.
     pub fn from_env(name: &str) -> Option<Self> {
-        std::env::var(name)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .map(Self)
+        std::env::var(name).ok().filter(|v| !v.is_empty()).map(Self)
     }
 
     pub fn expose(&self) -> &str {

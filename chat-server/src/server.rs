@@ -51,16 +51,23 @@ impl Server {
     }
 
     pub fn public_addr(&self) -> SocketAddr {
-        self.public.local_addr().expect("a bound listener has an address")
+        self.public
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr().expect("a bound listener has an address")
+        self.admin
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// Serves until `shutdown` completes, then disconnects every socket and
     /// lets in-flight HTTP requests finish.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let io = self.io.clone();
         let trigger = stop.clone();
@@ -72,8 +79,8 @@ impl Server {
         });
         let public = axum::serve(self.public, self.public_app)
             .with_graceful_shutdown(stop.clone().cancelled_owned());
-        let admin = axum::serve(self.admin, self.admin_app)
-            .with_graceful_shutdown(stop.cancelled_owned());
+        let admin =
+            axum::serve(self.admin, self.admin_app).with_graceful_shutdown(stop.cancelled_owned());
         tokio::try_join!(async { public.await }, async { admin.await })?;
         Ok(())
     }

@@ -12,8 +12,14 @@ const SOCKET_IO_JS: &str = include_str!("../static/socket.io.min.js");
 pub fn router() -> Router {
     Router::new()
         .route("/", get(|| file("text/html; charset=utf-8", INDEX_HTML)))
-        .route("/app.js", get(|| file("text/javascript; charset=utf-8", APP_JS)))
-        .route("/style.css", get(|| file("text/css; charset=utf-8", STYLE_CSS)))
+        .route(
+            "/app.js",
+            get(|| file("text/javascript; charset=utf-8", APP_JS)),
+        )
+        .route(
+            "/style.css",
+            get(|| file("text/css; charset=utf-8", STYLE_CSS)),
+        )
         .route(
             "/socket.io.min.js",
             get(|| file("text/javascript; charset=utf-8", SOCKET_IO_JS)),

@@ -48,7 +48,11 @@ impl ChatServer {
         let logs = Arc::new(Mutex::new(String::new()));
         collect(child.stderr.take().expect("piped"), logs.clone(), None);
         let (listening, announced) = oneshot::channel();
-        collect(child.stdout.take().expect("piped"), logs.clone(), Some(listening));
+        collect(
+            child.stdout.take().expect("piped"),
+            logs.clone(),
+            Some(listening),
+        );
         let line = tokio::time::timeout(Duration::from_secs(30), announced)
             .await
             .context("chat-server did not start within 30 s")?
@@ -96,12 +100,16 @@ impl ChatServer {
         let (_, body) = self.admin_get("/metrics").await?;
         let lines = body.lines().map(|l| Ok(l.to_owned()));
         let scrape = prometheus_parse::Scrape::parse(lines)?;
-        Ok(scrape.samples.iter().find(|s| s.metric == name).map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => f64::NAN,
-        }))
+        Ok(scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            }))
     }
 }
 

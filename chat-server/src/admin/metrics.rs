@@ -36,29 +36,60 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let metrics = Self {
-            connected_sockets: IntGauge::new("chat_connected_sockets", "Socket.IO sockets connected to this server").unwrap(),
+            connected_sockets: IntGauge::new(
+                "chat_connected_sockets",
+                "Socket.IO sockets connected to this server",
+            )
+            .unwrap(),
             rooms: IntGauge::new("chat_rooms", "Rooms with at least one member").unwrap(),
-            messages_total: IntCounter::new("chat_messages_total", "message events published to rooms").unwrap(),
-            ai_streams_active: IntGauge::new("chat_ai_streams_active", "AI answers being streamed by this server").unwrap(),
+            messages_total: IntCounter::new(
+                "chat_messages_total",
+                "message events published to rooms",
+            )
+            .unwrap(),
+            ai_streams_active: IntGauge::new(
+                "chat_ai_streams_active",
+                "AI answers being streamed by this server",
+            )
+            .unwrap(),
             ai_streams_total: IntCounterVec::new(
                 Opts::new("chat_ai_streams_total", "AI answers finished, by outcome"),
                 &["outcome"],
             )
             .unwrap(),
-            ai_stream_chunks_total: IntCounter::new("chat_ai_stream_chunks_total", "ai-response-stream events published").unwrap(),
-            ai_tokens_total: IntCounter::new("chat_ai_tokens_total", "AI provider tokens streamed").unwrap(),
+            ai_stream_chunks_total: IntCounter::new(
+                "chat_ai_stream_chunks_total",
+                "ai-response-stream events published",
+            )
+            .unwrap(),
+            ai_tokens_total: IntCounter::new("chat_ai_tokens_total", "AI provider tokens streamed")
+                .unwrap(),
             ai_first_chunk_seconds: Histogram::with_opts(
-                HistogramOpts::new("chat_ai_first_chunk_seconds", "From ai-query received to the first chunk emitted")
-                    .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                HistogramOpts::new(
+                    "chat_ai_first_chunk_seconds",
+                    "From ai-query received to the first chunk emitted",
+                )
+                .buckets(vec![
+                    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ]),
             )
             .unwrap(),
             message_handling_seconds: Histogram::with_opts(
-                HistogramOpts::new("chat_message_handling_seconds", "From a message event received to its broadcast emitted")
-                    .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+                HistogramOpts::new(
+                    "chat_message_handling_seconds",
+                    "From a message event received to its broadcast emitted",
+                )
+                .buckets(vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    1.0,
+                ]),
             )
             .unwrap(),
             events_rejected_total: IntCounterVec::new(
-                Opts::new("chat_events_rejected_total", "Events answered with an error ack, by event and code"),
+                Opts::new(
+                    "chat_events_rejected_total",
+                    "Events answered with an error ack, by event and code",
+                ),
                 &["event", "code"],
             )
             .unwrap(),
@@ -123,8 +154,14 @@ mod tests {
     #[test]
     fn every_contract_metric_is_exposed() {
         let metrics = Metrics::new();
-        metrics.ai_streams_total.with_label_values(&["complete"]).inc();
-        metrics.events_rejected_total.with_label_values(&["join", "invalid_room"]).inc();
+        metrics
+            .ai_streams_total
+            .with_label_values(&["complete"])
+            .inc();
+        metrics
+            .events_rejected_total
+            .with_label_values(&["join", "invalid_room"])
+            .inc();
         let text = metrics.render();
         for name in [
             "chat_connected_sockets",
@@ -139,7 +176,10 @@ mod tests {
             "chat_ai_streams_total",
             "chat_events_rejected_total",
         ] {
-            assert!(text.contains(&format!("\n{name}")), "{name} missing from\n{text}");
+            assert!(
+                text.contains(&format!("\n{name}")),
+                "{name} missing from\n{text}"
+            );
         }
     }
 

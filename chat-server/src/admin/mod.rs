@@ -36,12 +36,18 @@ pub fn router<A: Adapter>(io: SocketIo<A>, metrics: Arc<Metrics>) -> Router {
 /// Gauges that can be read off the live server are refreshed at scrape time,
 /// so they can never drift from the truth.
 async fn metrics_text<A: Adapter>(State(state): State<AdminState<A>>) -> impl IntoResponse {
-    state.metrics.connected_sockets.set(state.io.sockets().len() as i64);
+    state
+        .metrics
+        .connected_sockets
+        .set(state.io.sockets().len() as i64);
     if let Ok(rooms) = state.io.rooms().await {
         state.metrics.rooms.set(rooms.len() as i64);
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
 }

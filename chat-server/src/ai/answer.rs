@@ -46,7 +46,11 @@ pub async fn stream<A: Adapter>(
             },
             ts: now_ms(),
         };
-        if let Err(error) = state.publisher.publish(&io, RoomEvent::AiChunk(chunk)).await {
+        if let Err(error) = state
+            .publisher
+            .publish(&io, RoomEvent::AiChunk(chunk))
+            .await
+        {
             tracing::warn!(%error, %room, %stream_id, seq, "an AI chunk could not be published");
         }
         if seq == 1 {
@@ -58,7 +62,10 @@ pub async fn stream<A: Adapter>(
         metrics.ai_tokens_total.inc_by(batch.tokens as u64);
         match batch.end {
             Some(End::Complete) => {
-                metrics.ai_streams_total.with_label_values(&["complete"]).inc();
+                metrics
+                    .ai_streams_total
+                    .with_label_values(&["complete"])
+                    .inc();
                 let turn = Turn {
                     role: Role::Assistant,
                     text: std::mem::take(&mut answer),

@@ -165,9 +165,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn zero_delay_sends_every_token_alone_and_text_is_preserved() {
         let tokens = vec!["é", "ü", "🙂", "x"];
-        let batches: Vec<Batch> = batch(timed(tokens.clone(), Duration::ZERO, false), config(48, 0))
-            .collect()
-            .await;
+        let batches: Vec<Batch> =
+            batch(timed(tokens.clone(), Duration::ZERO, false), config(48, 0))
+                .collect()
+                .await;
         assert_eq!(batches.len(), 5);
         let text: String = batches.iter().map(|b| b.text.as_str()).collect();
         assert_eq!(text, tokens.concat());

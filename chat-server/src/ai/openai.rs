@@ -136,8 +136,14 @@ mod tests {
         assert_eq!(provider.url, "http://127.0.0.1:1/v1/chat/completions");
         let body = provider.body(&AiRequest {
             history: vec![
-                Turn { role: Role::User, text: "q1".into() },
-                Turn { role: Role::Assistant, text: "a1".into() },
+                Turn {
+                    role: Role::User,
+                    text: "q1".into(),
+                },
+                Turn {
+                    role: Role::Assistant,
+                    text: "a1".into(),
+                },
             ],
             prompt: "q2".into(),
         });
@@ -158,7 +164,10 @@ mod tests {
         // Port 1 on loopback: nothing listens there.
         let key = Secret::new("sk-test-key");
         let provider = OpenAiProvider::new("http://127.0.0.1:1/v1", "m", Some(key)).unwrap();
-        let request = AiRequest { history: vec![], prompt: "hi".into() };
+        let request = AiRequest {
+            history: vec![],
+            prompt: "hi".into(),
+        };
         let items: Vec<_> = provider.answer(request).collect().await;
         assert_eq!(items, vec![Err(AiError::Unreachable)]);
         assert!(!AiError::Unreachable.to_string().contains("sk-test-key"));

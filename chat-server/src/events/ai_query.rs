@@ -11,7 +11,7 @@ use socketioxide::{
 };
 use tokio::time::Instant;
 
-use super::{reply, validate};
+use super::{in_order::InOrder, reply, validate};
 use crate::{
     ai::{AiRequest, answer},
     protocol::{AiQueryRequest, ChatError, ChatMessage, ErrorCode, MessageKind, RoomEvent, now_ms},
@@ -25,8 +25,10 @@ pub async fn handle<A: Adapter>(
     State(state): State<AppState>,
     TryData(data): TryData<Value>,
     ack: AckSender<A>,
+    in_order: InOrder,
 ) {
     let received = Instant::now();
+    let _turn = in_order.wait().await;
     let result = ask(&socket, io, &state, data, received).await;
     reply(ack, &state.metrics, "ai-query", result);
 }
@@ -38,7 +40,8 @@ async fn ask<A: Adapter, E: std::fmt::Display>(
     data: Result<Value, E>,
     received: Instant,
 ) -> Result<Value, ChatError> {
-    let AiQueryRequest { room, prompt } = validate::payload(data, "{room: string, prompt: string}")?;
+    let AiQueryRequest { room, prompt } =
+        validate::payload(data, "{room: string, prompt: string}")?;
     validate::room_name(&room)?;
     validate::text("prompt", &prompt, validate::MAX_PROMPT_BYTES)?;
     validate::joined(socket, &room)?;
@@ -65,7 +68,11 @@ async fn ask<A: Adapter, E: std::fmt::Display>(
         role: Role::User,
         text: prompt.clone(),
     };
-    state.store.push_turn(&room, turn).await.map_err(unavailable)?;
+    state
+        .store
+        .push_turn(&room, turn)
+        .await
+        .map_err(unavailable)?;
 
     let stream_id = uuid::Uuid::new_v4().to_string();
     let request = AiRequest { history, prompt };

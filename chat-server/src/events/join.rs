@@ -8,7 +8,7 @@ use socketioxide::{
     extract::{AckSender, SocketRef, State, TryData},
 };
 
-use super::{reply, validate};
+use super::{in_order::InOrder, reply, validate};
 use crate::{
     protocol::{ChatError, ErrorCode, JoinRequest},
     state::AppState,
@@ -19,7 +19,9 @@ pub async fn handle<A: Adapter>(
     State(state): State<AppState>,
     TryData(data): TryData<Value>,
     ack: AckSender<A>,
+    in_order: InOrder,
 ) {
+    let _turn = in_order.wait().await;
     let result = join(&socket, &state, data).await;
     reply(ack, &state.metrics, "join", result);
 }
@@ -36,7 +38,10 @@ async fn join<A: Adapter, E: std::fmt::Display>(
     if !already && rooms.len() >= validate::MAX_ROOMS_PER_SOCKET {
         return Err(ChatError::new(
             ErrorCode::TooManyRooms,
-            format!("a socket may be in at most {} rooms", validate::MAX_ROOMS_PER_SOCKET),
+            format!(
+                "a socket may be in at most {} rooms",
+                validate::MAX_ROOMS_PER_SOCKET
+            ),
         ));
     }
     // Join first, then read the sequence: nothing published in between is missed.

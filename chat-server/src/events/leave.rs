@@ -6,7 +6,7 @@ use socketioxide::{
     extract::{AckSender, SocketRef, State, TryData},
 };
 
-use super::{reply, validate};
+use super::{in_order::InOrder, reply, validate};
 use crate::{
     protocol::{ChatError, LeaveRequest},
     state::AppState,
@@ -17,7 +17,9 @@ pub async fn handle<A: Adapter>(
     State(state): State<AppState>,
     TryData(data): TryData<Value>,
     ack: AckSender<A>,
+    in_order: InOrder,
 ) {
+    let _turn = in_order.wait().await;
     let result = leave(&socket, data);
     reply(ack, &state.metrics, "leave", result);
 }

@@ -10,7 +10,7 @@ use socketioxide::{
 };
 use tokio::time::Instant;
 
-use super::{reply, validate};
+use super::{in_order::InOrder, reply, validate};
 use crate::{
     protocol::{ChatError, ChatMessage, ErrorCode, MessageKind, MessageRequest, RoomEvent, now_ms},
     state::AppState,
@@ -23,8 +23,10 @@ pub async fn handle<A: Adapter>(
     State(state): State<AppState>,
     TryData(data): TryData<Value>,
     ack: AckSender<A>,
+    in_order: InOrder,
 ) {
     let received = Instant::now();
+    let _turn = in_order.wait().await;
     let result = send(&socket, &io, &state, data).await;
     if result.is_ok() {
         state
@@ -41,7 +43,8 @@ async fn send<A: Adapter, E: std::fmt::Display>(
     state: &AppState,
     data: Result<Value, E>,
 ) -> Result<Value, ChatError> {
-    let request: MessageRequest = validate::payload(data, "{room: string, text: string, clientId?: string}")?;
+    let request: MessageRequest =
+        validate::payload(data, "{room: string, text: string, clientId?: string}")?;
     validate::room_name(&request.room)?;
     validate::text("text", &request.text, validate::MAX_TEXT_BYTES)?;
     validate::client_id(request.client_id.as_deref())?;
@@ -62,14 +65,19 @@ async fn send<A: Adapter, E: std::fmt::Display>(
         kind: MessageKind::Chat,
         client_id: request.client_id,
     };
-    let unavailable = |e: crate::store::StoreError| ChatError::new(ErrorCode::Unavailable, e.to_string());
+    let unavailable =
+        |e: crate::store::StoreError| ChatError::new(ErrorCode::Unavailable, e.to_string());
     let sent = state
         .publisher
         .publish(io, RoomEvent::Message(message))
         .await
         .map_err(unavailable)?;
     state.metrics.messages_total.inc();
-    state.store.push_turn(sent.room(), turn).await.map_err(unavailable)?;
+    state
+        .store
+        .push_turn(sent.room(), turn)
+        .await
+        .map_err(unavailable)?;
     let RoomEvent::Message(message) = sent else {
         unreachable!("a message is published as a message")
     };

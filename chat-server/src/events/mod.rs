@@ -3,15 +3,22 @@
 //! Events without a handler are ignored by socketioxide.
 
 mod ai_query;
+mod in_order;
 mod join;
 mod leave;
 mod message;
 pub mod validate;
 
 use serde::Serialize;
-use socketioxide::{adapter::Adapter, extract::{AckSender, SocketRef}};
+use socketioxide::{
+    adapter::Adapter,
+    extract::{AckSender, SocketRef},
+};
 
-use crate::{admin::metrics::Metrics, protocol::{Ack, ChatError}};
+use crate::{
+    admin::metrics::Metrics,
+    protocol::{Ack, ChatError},
+};
 
 /// Registers the handlers on each new socket.
 pub async fn on_connect<A: Adapter>(socket: SocketRef<A>) {

@@ -25,7 +25,9 @@ pub fn payload<T: DeserializeOwned, E: std::fmt::Display>(
         ChatError::new(ErrorCode::BadRequest, format!("expected {shape}: {detail}"))
     };
     match data {
-        Ok(value @ Value::Object(_)) => serde_json::from_value(value).map_err(|e| bad(e.to_string())),
+        Ok(value @ Value::Object(_)) => {
+            serde_json::from_value(value).map_err(|e| bad(e.to_string()))
+        }
         Ok(_) => Err(bad("the payload is not an object".into())),
         Err(error) => Err(bad(error.to_string())),
     }
@@ -46,7 +48,10 @@ pub fn room_name(room: &str) -> Result<(), ChatError> {
 /// Non-empty and at most `max_bytes` of UTF-8.
 pub fn text(what: &str, value: &str, max_bytes: usize) -> Result<(), ChatError> {
     if value.is_empty() {
-        return Err(ChatError::new(ErrorCode::BadRequest, format!("{what} must not be empty")));
+        return Err(ChatError::new(
+            ErrorCode::BadRequest,
+            format!("{what} must not be empty"),
+        ));
     }
     if value.len() > max_bytes {
         return Err(ChatError::new(
@@ -73,7 +78,10 @@ pub fn joined<A: Adapter>(socket: &SocketRef<A>, room: &str) -> Result<(), ChatE
     if socket.rooms().iter().any(|r| r == room) {
         Ok(())
     } else {
-        Err(ChatError::new(ErrorCode::NotJoined, format!("join {room} first")))
+        Err(ChatError::new(
+            ErrorCode::NotJoined,
+            format!("join {room} first"),
+        ))
     }
 }
 
@@ -86,8 +94,19 @@ mod tests {
         for ok in ["a", "team-42:support", "A.b_c", &"x".repeat(128)] {
             assert!(room_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "has space", "slash/", "ünïcode", "new\nline", &"x".repeat(129)] {
-            assert_eq!(room_name(bad).unwrap_err().code, ErrorCode::InvalidRoom, "{bad:?}");
+        for bad in [
+            "",
+            "has space",
+            "slash/",
+            "ünïcode",
+            "new\nline",
+            &"x".repeat(129),
+        ] {
+            assert_eq!(
+                room_name(bad).unwrap_err().code,
+                ErrorCode::InvalidRoom,
+                "{bad:?}"
+            );
         }
     }
 
@@ -98,14 +117,20 @@ mod tests {
         assert_eq!(over.code, ErrorCode::TooLarge);
         // 4-byte characters: 2049 of them are 8196 bytes.
         assert!(text("text", &"🙂".repeat(2049), MAX_TEXT_BYTES).is_err());
-        assert_eq!(text("text", "", MAX_TEXT_BYTES).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(
+            text("text", "", MAX_TEXT_BYTES).unwrap_err().code,
+            ErrorCode::BadRequest
+        );
     }
 
     #[test]
     fn client_ids_are_bounded() {
         assert!(client_id(None).is_ok());
         assert!(client_id(Some("abc")).is_ok());
-        assert_eq!(client_id(Some(&"x".repeat(129))).unwrap_err().code, ErrorCode::TooLarge);
+        assert_eq!(
+            client_id(Some(&"x".repeat(129))).unwrap_err().code,
+            ErrorCode::TooLarge
+        );
     }
 
     #[derive(serde::Deserialize, Debug)]
@@ -122,13 +147,28 @@ mod tests {
     fn payloads_must_be_objects_of_the_right_shape() {
         use serde_json::json;
         assert!(decode(json!({"room": "a"})).is_ok());
-        for bad in [json!(["a"]), json!("a"), json!(null), json!(1), json!({}), json!({"room": 1})] {
+        for bad in [
+            json!(["a"]),
+            json!("a"),
+            json!(null),
+            json!(1),
+            json!({}),
+            json!({"room": 1}),
+        ] {
             let error = decode(bad.clone()).unwrap_err();
             assert_eq!(error.code, ErrorCode::BadRequest, "{bad}");
-            assert!(error.message.starts_with("expected {room: string}"), "{}", error.message);
+            assert!(
+                error.message.starts_with("expected {room: string}"),
+                "{}",
+                error.message
+            );
         }
         let missing = decode(json!({})).unwrap_err();
-        assert!(missing.message.contains("missing field `room`"), "{}", missing.message);
+        assert!(
+            missing.message.contains("missing field `room`"),
+            "{}",
+            missing.message
+        );
         let absent = payload::<Room, &str>(Err("no payload"), "{room: string}").unwrap_err();
         assert_eq!(absent.code, ErrorCode::BadRequest);
     }

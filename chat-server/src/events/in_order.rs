@@ -1,0 +1,126 @@
+//! One socket's events are handled in the order it sent them, like Node's
+//! Socket.IO does. socketioxide runs every handler as its own task, so two
+//! messages sent back to back could otherwise be published swapped. Extractors
+//! run synchronously, in arrival order, before the task is spawned: the
+//! [`InOrder`] extractor takes a ticket there, and the handler waits for its
+//! turn before doing anything.
+
+use std::{
+    convert::Infallible,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use socketioxide::{
+    adapter::Adapter,
+    handler::{FromMessageParts, Value},
+    socket::Socket,
+};
+use tokio::sync::watch;
+
+/// Per-socket ticket counter and the ticket being served.
+struct Sequencer {
+    next_ticket: AtomicU64,
+    serving: watch::Sender<u64>,
+}
+
+/// Must be a handler's last parameter, so that it is only taken once every
+/// other extractor has succeeded (a taken ticket must always be served).
+pub struct InOrder {
+    sequencer: Arc<Sequencer>,
+    ticket: u64,
+}
+
+/// While alive, this socket's later events wait; dropping it lets the next one run.
+pub struct Turn(Arc<Sequencer>);
+
+impl InOrder {
+    /// Waits until every earlier event of this socket has been handled.
+    pub async fn wait(self) -> Turn {
+        let mut serving = self.sequencer.serving.subscribe();
+        // The sender lives in `self.sequencer`, so the channel cannot close here.
+        let _ = serving.wait_for(|&now| now == self.ticket).await;
+        Turn(self.sequencer)
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.0.serving.send_modify(|now| *now += 1);
+    }
+}
+
+impl<A: Adapter> FromMessageParts<A> for InOrder {
+    type Error = Infallible;
+
+    fn from_message_parts(
+        socket: &Arc<Socket<A>>,
+        _: &mut Value,
+        _: &Option<i64>,
+    ) -> Result<Self, Infallible> {
+        let sequencer = socket
+            .extensions
+            .get::<Arc<Sequencer>>()
+            .unwrap_or_else(|| {
+                let fresh = Arc::new(Sequencer {
+                    next_ticket: AtomicU64::new(0),
+                    serving: watch::Sender::new(0),
+                });
+                socket.extensions.insert(fresh.clone());
+                fresh
+            });
+        let ticket = sequencer.next_ticket.fetch_add(1, Ordering::Relaxed);
+        Ok(InOrder { sequencer, ticket })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sequencer() -> Arc<Sequencer> {
+        Arc::new(Sequencer {
+            next_ticket: AtomicU64::new(0),
+            serving: watch::Sender::new(0),
+        })
+    }
+
+    fn ticket(sequencer: &Arc<Sequencer>) -> InOrder {
+        InOrder {
+            sequencer: sequencer.clone(),
+            ticket: sequencer.next_ticket.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn turns_follow_ticket_order_whatever_order_tasks_run_in() {
+        let sequencer = sequencer();
+        let tickets: Vec<InOrder> = (0..50).map(|_| ticket(&sequencer)).collect();
+        let (done, mut order) = tokio::sync::mpsc::unbounded_channel();
+        // Spawn in reverse: the last ticket's task starts first.
+        let tasks: Vec<_> = tickets
+            .into_iter()
+            .enumerate()
+            .rev()
+            .map(|(i, ticket)| {
+                let done = done.clone();
+                tokio::spawn(async move {
+                    let _turn = ticket.wait().await;
+                    tokio::task::yield_now().await;
+                    done.send(i).unwrap();
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        drop(done);
+        let mut seen = Vec::new();
+        while let Some(i) = order.recv().await {
+            seen.push(i);
+        }
+        assert_eq!(seen, (0..50).collect::<Vec<_>>());
+    }
+}
