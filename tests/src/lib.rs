@@ -135,6 +135,8 @@ fn collect(
 }
 
 /// A Socket.IO client (rust_socketio) that records every event it receives.
+/// Use it from a multi-thread Tokio runtime: on a current-thread runtime its
+/// ack callbacks were seen to go missing now and then.
 pub struct SocketClient {
     client: Client,
     events: mpsc::UnboundedReceiver<(String, Value)>,

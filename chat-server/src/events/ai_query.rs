@@ -11,12 +11,11 @@ use socketioxide::{
 };
 use tokio::time::Instant;
 
-use super::{in_order::InOrder, reply, validate};
+use super::{in_order::InOrder, message, reply, validate};
 use crate::{
     ai::{AiRequest, answer},
-    protocol::{AiQueryRequest, ChatError, ChatMessage, ErrorCode, MessageKind, RoomEvent, now_ms},
+    protocol::{AiQueryRequest, ChatError, MessageKind},
     state::AppState,
-    store::{Role, StoreError, Turn},
 };
 
 pub async fn handle<A: Adapter>(
@@ -46,33 +45,17 @@ async fn ask<A: Adapter, E: std::fmt::Display>(
     validate::text("prompt", &prompt, validate::MAX_PROMPT_BYTES)?;
     validate::joined(socket, &room)?;
 
-    let unavailable = |e: StoreError| ChatError::new(ErrorCode::Unavailable, e.to_string());
-    let history = state.store.recent_turns(&room).await.map_err(unavailable)?;
-    let question = ChatMessage {
-        room: room.clone(),
-        room_seq: 0,
-        id: uuid::Uuid::new_v4().to_string(),
-        from: socket.id.to_string(),
-        text: prompt.clone(),
-        ts: now_ms(),
-        kind: MessageKind::AiPrompt,
-        client_id: None,
-    };
-    let sent = state
-        .publisher
-        .publish(&io, RoomEvent::Message(question))
-        .await
-        .map_err(unavailable)?;
-    state.metrics.messages_total.inc();
-    let turn = Turn {
-        role: Role::User,
-        text: prompt.clone(),
-    };
-    state
-        .store
-        .push_turn(&room, turn)
-        .await
-        .map_err(unavailable)?;
+    let history = state.store.recent_turns(&room).await?;
+    let question = message::post(
+        socket,
+        &io,
+        state,
+        room.clone(),
+        prompt.clone(),
+        MessageKind::AiPrompt,
+        None,
+    )
+    .await?;
 
     let stream_id = uuid::Uuid::new_v4().to_string();
     let request = AiRequest { history, prompt };
@@ -84,5 +67,5 @@ async fn ask<A: Adapter, E: std::fmt::Display>(
         request,
         received,
     ));
-    Ok(json!({"streamId": stream_id, "roomSeq": sent.room_seq()}))
+    Ok(json!({"streamId": stream_id, "roomSeq": question.room_seq}))
 }

@@ -52,7 +52,7 @@ async fn join<A: Adapter, E: std::fmt::Display>(
             if !already {
                 socket.leave(room);
             }
-            Err(ChatError::new(ErrorCode::Unavailable, error.to_string()))
+            Err(error.into())
         }
     }
 }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::{in_order::InOrder, reply, validate};
 use crate::{
-    protocol::{ChatError, ChatMessage, ErrorCode, MessageKind, MessageRequest, RoomEvent, now_ms},
+    protocol::{ChatError, ChatMessage, MessageKind, MessageRequest, RoomEvent, now_ms},
     state::AppState,
     store::{Role, Turn},
 };
@@ -50,36 +50,57 @@ async fn send<A: Adapter, E: std::fmt::Display>(
     validate::client_id(request.client_id.as_deref())?;
     validate::joined(socket, &request.room)?;
 
+    let message = post(
+        socket,
+        io,
+        state,
+        request.room,
+        request.text,
+        MessageKind::Chat,
+        request.client_id,
+    )
+    .await?;
+    Ok(json!({"id": message.id, "roomSeq": message.room_seq}))
+}
+
+/// Publishes a line from `socket` to `room` and adds it to the room's
+/// conversation history. Chat lines are attributed to their sender in the
+/// history; AI prompts go in as they are, since they are what the model answers.
+pub(super) async fn post<A: Adapter>(
+    socket: &SocketRef<A>,
+    io: &SocketIo<A>,
+    state: &AppState,
+    room: String,
+    text: String,
+    kind: MessageKind,
+    client_id: Option<String>,
+) -> Result<ChatMessage, ChatError> {
     let from = socket.id.to_string();
     let turn = Turn {
         role: Role::User,
-        text: format!("{from}: {}", request.text),
+        text: match kind {
+            MessageKind::Chat => format!("{from}: {text}"),
+            MessageKind::AiPrompt => text.clone(),
+        },
     };
     let message = ChatMessage {
-        room: request.room,
+        room,
         room_seq: 0,
         id: uuid::Uuid::new_v4().to_string(),
         from,
-        text: request.text,
+        text,
         ts: now_ms(),
-        kind: MessageKind::Chat,
-        client_id: request.client_id,
+        kind,
+        client_id,
     };
-    let unavailable =
-        |e: crate::store::StoreError| ChatError::new(ErrorCode::Unavailable, e.to_string());
-    let sent = state
+    let RoomEvent::Message(message) = state
         .publisher
         .publish(io, RoomEvent::Message(message))
-        .await
-        .map_err(unavailable)?;
-    state.metrics.messages_total.inc();
-    state
-        .store
-        .push_turn(sent.room(), turn)
-        .await
-        .map_err(unavailable)?;
-    let RoomEvent::Message(message) = sent else {
+        .await?
+    else {
         unreachable!("a message is published as a message")
     };
-    Ok(json!({"id": message.id, "roomSeq": message.room_seq}))
+    state.metrics.messages_total.inc();
+    state.store.push_turn(&message.room, turn).await?;
+    Ok(message)
 }

@@ -9,7 +9,7 @@ pub use memory::MemoryStore;
 
 use async_trait::async_trait;
 
-use crate::protocol::RoomEvent;
+use crate::protocol::{ChatError, ErrorCode, RoomEvent};
 
 /// Who said a turn of a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +29,13 @@ pub struct Turn {
 #[derive(Debug, thiserror::Error)]
 #[error("room store unavailable: {0}")]
 pub struct StoreError(pub String);
+
+/// Clients see a store failure as `unavailable`: try again.
+impl From<StoreError> for ChatError {
+    fn from(error: StoreError) -> Self {
+        ChatError::new(ErrorCode::Unavailable, error.to_string())
+    }
+}
 
 #[async_trait]
 pub trait RoomStore: Send + Sync + 'static {
