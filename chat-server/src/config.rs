@@ -23,6 +23,17 @@ pub struct Config {
     #[arg(long, env = "CHAT_ADMIN_PORT", default_value_t = 9090)]
     pub admin_port: u16,
 
+    /// Redis URL (Redis 7+), e.g. `redis://:password@redis:6379/0`. Enables the Redis
+    /// adapter and room store, so that many servers act as one. `protocol=resp3` is
+    /// added when the URL does not choose a protocol. Without it: one server, in memory.
+    #[arg(long, env = "CHAT_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and pub/sub channel, so that several clusters can
+    /// share one Redis without seeing each other. 1-64 characters of A-Z a-z 0-9 . _ : -
+    #[arg(long, env = "CHAT_KEY_PREFIX", default_value = "chatscale", value_parser = key_prefix)]
+    pub key_prefix: String,
+
     /// Which model answers `ai-query`: the built-in `demo` (no network) or any
     /// OpenAI-compatible `/v1/chat/completions` endpoint (`openai`).
     #[arg(long, env = "CHAT_AI_PROVIDER", value_enum, default_value_t = AiProviderKind::Demo)]
@@ -106,6 +117,15 @@ pub enum LogFormat {
     Json,
 }
 
+fn key_prefix(value: &str) -> Result<String, String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
+    if (1..=64).contains(&value.len()) && value.chars().all(allowed) {
+        Ok(value.to_owned())
+    } else {
+        Err("1-64 characters of A-Z a-z 0-9 . _ : -".into())
+    }
+}
+
 impl Config {
     pub fn batch_max_delay(&self) -> Duration {
         Duration::from_millis(self.batch_max_delay_ms)
@@ -126,6 +146,8 @@ mod tests {
         assert_eq!(config.demo_answer_tokens, 200);
         assert_eq!(config.batch_max_chars, 48);
         assert_eq!(config.batch_max_delay_ms, 50);
+        assert_eq!(config.key_prefix, "chatscale");
+        assert_eq!(config.redis_url, None);
     }
 
     #[test]
@@ -133,6 +155,8 @@ mod tests {
         assert!(Config::try_parse_from(["chat-server", "--demo-tokens-per-sec", "0"]).is_err());
         assert!(Config::try_parse_from(["chat-server", "--ai-provider", "gpt"]).is_err());
         assert!(Config::try_parse_from(["chat-server", "--port", "70000"]).is_err());
+        assert!(Config::try_parse_from(["chat-server", "--key-prefix", "a{b}"]).is_err());
+        assert!(Config::try_parse_from(["chat-server", "--key-prefix", ""]).is_err());
     }
 
     #[test]

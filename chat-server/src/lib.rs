@@ -2,6 +2,7 @@
 //! messages with contiguous per-room sequence numbers, AI answers streamed in
 //! batched chunks, Prometheus metrics on a separate admin port.
 
+pub mod adapter;
 pub mod admin;
 pub mod ai;
 pub mod config;

@@ -34,6 +34,14 @@ pub struct AiQueryRequest {
     pub prompt: String,
 }
 
+/// `resume {room, after}`
+#[derive(Debug, Deserialize)]
+pub struct ResumeRequest {
+    pub room: String,
+    /// The highest contiguous `roomSeq` the client has.
+    pub after: u64,
+}
+
 /// What kind of utterance a `message` event carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -49,7 +57,9 @@ pub enum MessageKind {
 #[serde(rename_all = "camelCase")]
 pub struct ChatMessage {
     pub room: String,
-    pub room_seq: u64,
+    /// Absent while the shared store is unreachable: delivered live, not replayable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_seq: Option<u64>,
     pub id: String,
     pub from: String,
     pub text: String,
@@ -65,7 +75,9 @@ pub struct ChatMessage {
 #[serde(rename_all = "camelCase")]
 pub struct AiChunk {
     pub room: String,
-    pub room_seq: u64,
+    /// Absent while the shared store is unreachable: delivered live, not replayable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_seq: Option<u64>,
     pub stream_id: String,
     /// Contiguous from 1 within one stream.
     pub seq: u32,
@@ -80,9 +92,13 @@ pub struct AiChunk {
 }
 
 /// Every event delivered to a room; each carries the room's sequence number.
-#[derive(Debug, Clone, PartialEq)]
+/// Stored in the room log as `{"event": name, "data": payload}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", content = "data")]
 pub enum RoomEvent {
+    #[serde(rename = "message")]
     Message(ChatMessage),
+    #[serde(rename = "ai-response-stream")]
     AiChunk(AiChunk),
 }
 
@@ -102,7 +118,7 @@ impl RoomEvent {
         }
     }
 
-    pub fn room_seq(&self) -> u64 {
+    pub fn room_seq(&self) -> Option<u64> {
         match self {
             RoomEvent::Message(m) => m.room_seq,
             RoomEvent::AiChunk(c) => c.room_seq,
@@ -111,8 +127,30 @@ impl RoomEvent {
 
     pub fn set_room_seq(&mut self, room_seq: u64) {
         match self {
-            RoomEvent::Message(m) => m.room_seq = room_seq,
-            RoomEvent::AiChunk(c) => c.room_seq = room_seq,
+            RoomEvent::Message(m) => m.room_seq = Some(room_seq),
+            RoomEvent::AiChunk(c) => c.room_seq = Some(room_seq),
+        }
+    }
+
+    /// Sends the event to one socket.
+    pub fn emit_to_socket<A: socketioxide::adapter::Adapter>(
+        &self,
+        socket: &socketioxide::extract::SocketRef<A>,
+    ) -> Result<(), socketioxide::SendError> {
+        match self {
+            RoomEvent::Message(message) => socket.emit(self.name(), message),
+            RoomEvent::AiChunk(chunk) => socket.emit(self.name(), chunk),
+        }
+    }
+
+    /// Sends the event to whatever `operators` target (a room, one socket).
+    pub async fn emit_to<A: socketioxide::adapter::Adapter>(
+        &self,
+        operators: socketioxide::operators::BroadcastOperators<A>,
+    ) -> Result<(), socketioxide::BroadcastError> {
+        match self {
+            RoomEvent::Message(message) => operators.emit(self.name(), message).await,
+            RoomEvent::AiChunk(chunk) => operators.emit(self.name(), chunk).await,
         }
     }
 }
@@ -133,6 +171,8 @@ pub enum ErrorCode {
     NotJoined,
     /// Shared state could not be read or written; try again.
     Unavailable,
+    /// `resume` asked for events older than the room log still holds.
+    ResumeTooOld,
 }
 
 impl ErrorCode {
@@ -144,15 +184,20 @@ impl ErrorCode {
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::NotJoined => "not_joined",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::ResumeTooOld => "resume_too_old",
         }
     }
 }
 
 /// Why an event was refused: sent back as `{error: {code, message}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ChatError {
     pub code: ErrorCode,
     pub message: String,
+    /// With `resume_too_old`: the oldest `roomSeq` the room log still holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_room_seq: Option<u64>,
 }
 
 impl ChatError {
@@ -160,6 +205,7 @@ impl ChatError {
         Self {
             code,
             message: message.into(),
+            oldest_room_seq: None,
         }
     }
 }
@@ -225,6 +271,7 @@ mod tests {
             ErrorCode::TooManyRooms,
             ErrorCode::NotJoined,
             ErrorCode::Unavailable,
+            ErrorCode::ResumeTooOld,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
         }
@@ -234,7 +281,7 @@ mod tests {
     fn events_use_camel_case_and_omit_absent_fields() {
         let chunk = AiChunk {
             room: "r".into(),
-            room_seq: 7,
+            room_seq: Some(7),
             stream_id: "s".into(),
             seq: 1,
             chunk: "hi".into(),

@@ -1,55 +1,67 @@
 //! Publishing to a room: the event gets its `roomSeq` from the store and is
-//! emitted to every member. Per-room ordering locks make "append, then emit"
-//! one step per room, so members of a room served by this server receive
-//! its events in `roomSeq` order.
+//! emitted to every member, on every server. Per-room ordering locks make
+//! "append, then emit" one step per room, so members of a room receive its
+//! events in `roomSeq` order from this server.
+//!
+//! Redis faults degrade instead of failing: if the store cannot sequence the
+//! event, it is still delivered live without a `roomSeq` (not replayable); if
+//! the adapter cannot publish to other servers, it is still delivered to this
+//! server's members (socketioxide-redis gives up before local delivery when
+//! its publish fails).
 
 use std::{
     hash::{DefaultHasher, Hash, Hasher},
     sync::Arc,
 };
 
-use socketioxide::{SocketIo, adapter::Adapter};
+use socketioxide::{BroadcastError, SocketIo, adapter::Adapter};
 use tokio::sync::Mutex;
 
-use crate::{
-    protocol::RoomEvent,
-    store::{RoomStore, StoreError},
-};
+use crate::{admin::metrics::Metrics, protocol::RoomEvent, store::RoomStore};
 
 /// Rooms hash onto this many locks: bounded memory, rare sharing.
 const ORDER_STRIPES: usize = 256;
 
 pub struct Publisher {
     store: Arc<dyn RoomStore>,
+    metrics: Arc<Metrics>,
     order: Vec<Mutex<()>>,
 }
 
 impl Publisher {
-    pub fn new(store: Arc<dyn RoomStore>) -> Self {
+    pub fn new(store: Arc<dyn RoomStore>, metrics: Arc<Metrics>) -> Self {
         Self {
             store,
+            metrics,
             order: (0..ORDER_STRIPES).map(|_| Mutex::new(())).collect(),
         }
     }
 
     /// Sequences `event` in its room and emits it to the room's members.
-    /// Returns the event as sent, with its `roomSeq`.
-    pub async fn publish<A: Adapter>(
-        &self,
-        io: &SocketIo<A>,
-        event: RoomEvent,
-    ) -> Result<RoomEvent, StoreError> {
+    /// Returns the event as sent: with its `roomSeq`, or without one when the
+    /// store was unreachable.
+    pub async fn publish<A: Adapter>(&self, io: &SocketIo<A>, event: RoomEvent) -> RoomEvent {
         let _in_order = self.order[stripe(event.room())].lock().await;
-        let event = self.store.append(event).await?;
-        let room = event.room().to_owned();
-        let sent = match &event {
-            RoomEvent::Message(message) => io.to(room).emit(event.name(), message).await,
-            RoomEvent::AiChunk(chunk) => io.to(room).emit(event.name(), chunk).await,
+        let event = match self.store.append(event.clone()).await {
+            Ok(sequenced) => sequenced,
+            Err(error) => {
+                self.metrics.store_errors_total.inc();
+                tracing::warn!(%error, room = event.room(), "delivering without a roomSeq");
+                event
+            }
         };
-        if let Err(error) = sent {
-            tracing::warn!(%error, room = event.room(), "some members did not receive an event");
+        let room = event.room().to_owned();
+        match event.emit_to(io.to(room.clone())).await {
+            Ok(()) => {}
+            Err(BroadcastError::Adapter(error)) => {
+                tracing::warn!(%error, %room, "other servers missed an event; delivering to this server's members");
+                if let Err(error) = event.emit_to(io.local().to(room.clone())).await {
+                    tracing::warn!(%error, %room, "some members did not receive an event");
+                }
+            }
+            Err(error) => tracing::warn!(%error, %room, "some members did not receive an event"),
         }
-        Ok(event)
+        event
     }
 }
 

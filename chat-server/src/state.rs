@@ -11,7 +11,7 @@ use crate::{
     config::{AiProviderKind, Config},
     publish::Publisher,
     secret::Secret,
-    store::{MemoryStore, RoomStore},
+    store::RoomStore,
 };
 
 /// Environment variable holding the `openai` API key when no key file is given.
@@ -27,20 +27,20 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let store: Arc<dyn RoomStore> = Arc::new(MemoryStore::new(
-            config.room_log_len as usize,
-            config.history_turns as usize,
-        ));
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn RoomStore>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
-            publisher: Arc::new(Publisher::new(store.clone())),
+            publisher: Arc::new(Publisher::new(store.clone(), metrics.clone())),
             store,
             ai: ai_provider(config)?,
             batch: BatchConfig {
                 max_chars: config.batch_max_chars as usize,
                 max_delay: config.batch_max_delay(),
             },
-            metrics: Arc::new(Metrics::new()),
+            metrics,
         })
     }
 }

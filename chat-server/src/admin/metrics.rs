@@ -30,6 +30,16 @@ pub struct Metrics {
     pub events_rejected_total: IntCounterVec,
     /// 1 while this server drains.
     pub draining: IntGauge,
+    /// 1 while Redis answers (always 1 without Redis).
+    pub redis_up: IntGauge,
+    /// Adapter messages published to Redis.
+    pub redis_publish_total: IntCounter,
+    /// Failed adapter operations (publish, subscribe, health ping).
+    pub redis_errors_total: IntCounter,
+    /// Room store reads or writes that failed.
+    pub store_errors_total: IntCounter,
+    /// From an event's origin timestamp to its arrival from another server.
+    pub cross_server_delay_seconds: Histogram,
 }
 
 impl Metrics {
@@ -94,9 +104,40 @@ impl Metrics {
             )
             .unwrap(),
             draining: IntGauge::new("chat_draining", "1 while this server drains").unwrap(),
+            redis_up: IntGauge::new(
+                "chat_redis_up",
+                "1 while Redis answers (always 1 without Redis)",
+            )
+            .unwrap(),
+            redis_publish_total: IntCounter::new(
+                "chat_redis_publish_total",
+                "Adapter messages published to Redis",
+            )
+            .unwrap(),
+            redis_errors_total: IntCounter::new(
+                "chat_redis_errors_total",
+                "Failed adapter operations (publish, subscribe, health ping)",
+            )
+            .unwrap(),
+            store_errors_total: IntCounter::new(
+                "chat_store_errors_total",
+                "Room store reads or writes that failed",
+            )
+            .unwrap(),
+            cross_server_delay_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "chat_cross_server_delay_seconds",
+                    "From an event's origin timestamp to its arrival from another server",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                ]),
+            )
+            .unwrap(),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+        metrics.redis_up.set(1);
+        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
             Box::new(metrics.connected_sockets.clone()),
             Box::new(metrics.rooms.clone()),
             Box::new(metrics.messages_total.clone()),
@@ -108,6 +149,11 @@ impl Metrics {
             Box::new(metrics.message_handling_seconds.clone()),
             Box::new(metrics.events_rejected_total.clone()),
             Box::new(metrics.draining.clone()),
+            Box::new(metrics.redis_up.clone()),
+            Box::new(metrics.redis_publish_total.clone()),
+            Box::new(metrics.redis_errors_total.clone()),
+            Box::new(metrics.store_errors_total.clone()),
+            Box::new(metrics.cross_server_delay_seconds.clone()),
         ];
         for collector in collectors {
             metrics.registry.register(collector).unwrap();
@@ -173,6 +219,10 @@ mod tests {
             "chat_ai_first_chunk_seconds_bucket",
             "chat_message_handling_seconds_bucket",
             "chat_draining",
+            "chat_redis_up",
+            "chat_redis_publish_total",
+            "chat_redis_errors_total",
+            "chat_cross_server_delay_seconds_bucket",
             "chat_ai_streams_total",
             "chat_events_rejected_total",
         ] {

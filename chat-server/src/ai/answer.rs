@@ -35,7 +35,7 @@ pub async fn stream<A: Adapter>(
         answer.push_str(&batch.text);
         let chunk = AiChunk {
             room: room.clone(),
-            room_seq: 0,
+            room_seq: None,
             stream_id: stream_id.clone(),
             seq,
             chunk: batch.text,
@@ -46,13 +46,10 @@ pub async fn stream<A: Adapter>(
             },
             ts: now_ms(),
         };
-        if let Err(error) = state
+        state
             .publisher
             .publish(&io, RoomEvent::AiChunk(chunk))
-            .await
-        {
-            tracing::warn!(%error, %room, %stream_id, seq, "an AI chunk could not be published");
-        }
+            .await;
         if seq == 1 {
             metrics
                 .ai_first_chunk_seconds
@@ -71,6 +68,7 @@ pub async fn stream<A: Adapter>(
                     text: std::mem::take(&mut answer),
                 };
                 if let Err(error) = state.store.push_turn(&room, turn).await {
+                    metrics.store_errors_total.inc();
                     tracing::warn!(%error, %room, "the answer could not be added to the history");
                 }
             }

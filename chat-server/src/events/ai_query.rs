@@ -55,7 +55,7 @@ async fn ask<A: Adapter, E: std::fmt::Display>(
         MessageKind::AiPrompt,
         None,
     )
-    .await?;
+    .await;
 
     let stream_id = uuid::Uuid::new_v4().to_string();
     let request = AiRequest { history, prompt };

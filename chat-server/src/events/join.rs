@@ -33,9 +33,27 @@ async fn join<A: Adapter, E: std::fmt::Display>(
 ) -> Result<Value, ChatError> {
     let JoinRequest { room } = validate::payload(data, "{room: string}")?;
     validate::room_name(&room)?;
+    let newly_joined = enter(socket, &room)?;
+    // Joined first, then read: nothing published in between is missed.
+    match state.store.last_seq(&room).await {
+        Ok(room_seq) => Ok(json!({"room": room, "roomSeq": room_seq})),
+        Err(error) => {
+            if newly_joined {
+                socket.leave(room);
+            }
+            Err(error.into())
+        }
+    }
+}
+
+/// Joins `room` unless the socket is already in it; refuses a room past the
+/// per-socket limit. Returns whether the socket was newly joined.
+pub(super) fn enter<A: Adapter>(socket: &SocketRef<A>, room: &str) -> Result<bool, ChatError> {
     let rooms = socket.rooms();
-    let already = rooms.iter().any(|r| *r == room);
-    if !already && rooms.len() >= validate::MAX_ROOMS_PER_SOCKET {
+    if rooms.iter().any(|r| r == room) {
+        return Ok(false);
+    }
+    if rooms.len() >= validate::MAX_ROOMS_PER_SOCKET {
         return Err(ChatError::new(
             ErrorCode::TooManyRooms,
             format!(
@@ -44,15 +62,6 @@ async fn join<A: Adapter, E: std::fmt::Display>(
             ),
         ));
     }
-    // Join first, then read the sequence: nothing published in between is missed.
-    socket.join(room.clone());
-    match state.store.last_seq(&room).await {
-        Ok(room_seq) => Ok(json!({"room": room, "roomSeq": room_seq})),
-        Err(error) => {
-            if !already {
-                socket.leave(room);
-            }
-            Err(error.into())
-        }
-    }
+    socket.join(room.to_owned());
+    Ok(true)
 }

@@ -59,7 +59,7 @@ async fn send<A: Adapter, E: std::fmt::Display>(
         MessageKind::Chat,
         request.client_id,
     )
-    .await?;
+    .await;
     Ok(json!({"id": message.id, "roomSeq": message.room_seq}))
 }
 
@@ -74,7 +74,7 @@ pub(super) async fn post<A: Adapter>(
     text: String,
     kind: MessageKind,
     client_id: Option<String>,
-) -> Result<ChatMessage, ChatError> {
+) -> ChatMessage {
     let from = socket.id.to_string();
     let turn = Turn {
         role: Role::User,
@@ -85,7 +85,7 @@ pub(super) async fn post<A: Adapter>(
     };
     let message = ChatMessage {
         room,
-        room_seq: 0,
+        room_seq: None,
         id: uuid::Uuid::new_v4().to_string(),
         from,
         text,
@@ -96,11 +96,14 @@ pub(super) async fn post<A: Adapter>(
     let RoomEvent::Message(message) = state
         .publisher
         .publish(io, RoomEvent::Message(message))
-        .await?
+        .await
     else {
         unreachable!("a message is published as a message")
     };
     state.metrics.messages_total.inc();
-    state.store.push_turn(&message.room, turn).await?;
-    Ok(message)
+    if let Err(error) = state.store.push_turn(&message.room, turn).await {
+        state.metrics.store_errors_total.inc();
+        tracing::warn!(%error, room = message.room, "a line could not be added to the history");
+    }
+    message
 }

@@ -7,6 +7,7 @@ mod in_order;
 mod join;
 mod leave;
 mod message;
+mod resume;
 pub mod validate;
 
 use serde::Serialize;
@@ -27,6 +28,7 @@ pub async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
     socket.on("leave", leave::handle::<A>);
     socket.on("message", message::handle::<A>);
     socket.on("ai-query", ai_query::handle::<A>);
+    socket.on("resume", resume::handle::<A>);
 }
 
 /// Sends the ack for `event` and counts refusals.

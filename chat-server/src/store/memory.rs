@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use async_trait::async_trait;
 use std::sync::Mutex;
 
-use super::{RoomStore, StoreError, Turn};
+use super::{ReplayError, RoomStore, StoreError, Turn, replay};
 use crate::protocol::RoomEvent;
 
 #[derive(Default)]
@@ -31,15 +31,6 @@ impl MemoryStore {
             rooms: Mutex::new(HashMap::new()),
         }
     }
-
-    /// The room's log, oldest first (what replay on reconnect will read).
-    pub fn log(&self, room: &str) -> Vec<RoomEvent> {
-        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        rooms
-            .get(room)
-            .map(|r| r.log.iter().cloned().collect())
-            .unwrap_or_default()
-    }
 }
 
 #[async_trait]
@@ -59,6 +50,20 @@ impl RoomStore for MemoryStore {
     async fn last_seq(&self, room: &str) -> Result<u64, StoreError> {
         let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
         Ok(rooms.get(room).map_or(0, |r| r.last_seq))
+    }
+
+    async fn events_after(&self, room: &str, after: u64) -> Result<Vec<RoomEvent>, ReplayError> {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(room) = rooms.get(room) else {
+            return replay(after, 0, Vec::new());
+        };
+        let events = room
+            .log
+            .iter()
+            .filter(|e| e.room_seq() > Some(after))
+            .cloned()
+            .collect();
+        replay(after, room.last_seq, events)
     }
 
     async fn push_turn(&self, room: &str, turn: Turn) -> Result<(), StoreError> {
@@ -92,7 +97,7 @@ mod tests {
     fn message(room: &str, text: &str) -> RoomEvent {
         RoomEvent::Message(ChatMessage {
             room: room.into(),
-            room_seq: 0,
+            room_seq: None,
             id: text.into(),
             from: "u".into(),
             text: text.into(),
@@ -108,7 +113,7 @@ mod tests {
         let seqs: Vec<u64> = [("a", "1"), ("b", "1"), ("a", "2"), ("a", "3"), ("b", "2")]
             .into_iter()
             .map(|(room, text)| futures::executor::block_on(store.append(message(room, text))))
-            .map(|e| e.unwrap().room_seq())
+            .map(|e| e.unwrap().room_seq().unwrap())
             .collect();
         assert_eq!(seqs, vec![1, 1, 2, 3, 2]);
         assert_eq!(store.last_seq("a").await.unwrap(), 3);
@@ -126,7 +131,7 @@ mod tests {
             .collect();
         let mut seqs = Vec::new();
         for task in tasks {
-            seqs.push(task.await.unwrap().unwrap().room_seq());
+            seqs.push(task.await.unwrap().unwrap().room_seq().unwrap());
         }
         seqs.sort();
         assert_eq!(seqs, (1..=200).collect::<Vec<u64>>());
@@ -143,8 +148,19 @@ mod tests {
             };
             store.push_turn("r", turn).await.unwrap();
         }
-        let kept: Vec<u64> = store.log("r").iter().map(RoomEvent::room_seq).collect();
-        assert_eq!(kept, vec![3, 4, 5]);
+        let kept: Vec<Option<u64>> = store
+            .events_after("r", 2)
+            .await
+            .unwrap()
+            .iter()
+            .map(RoomEvent::room_seq)
+            .collect();
+        assert_eq!(kept, vec![Some(3), Some(4), Some(5)]);
+        match store.events_after("r", 1).await {
+            Err(ReplayError::TooOld { oldest }) => assert_eq!(oldest, 3),
+            other => panic!("expected TooOld, got {other:?}"),
+        }
+        assert!(store.events_after("r", 5).await.unwrap().is_empty());
         let turns: Vec<String> = store
             .recent_turns("r")
             .await

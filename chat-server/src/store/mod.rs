@@ -1,25 +1,30 @@
 //! Shared room state behind one interface, so any server can serve any client:
-//! the room sequence counter with its bounded event log, and the bounded
-//! conversation history that AI prompts are built from. The in-memory store
-//! serves a single server; a Redis store implements the same trait for many.
+//! the room sequence counter with its bounded event log (for replay on
+//! reconnect), and the bounded conversation history that AI prompts are built
+//! from. The in-memory store serves a single server; the Redis store serves
+//! many servers as one.
 
 mod memory;
+mod redis;
 
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::protocol::{ChatError, ErrorCode, RoomEvent};
 
 /// Who said a turn of a conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     User,
     Assistant,
 }
 
 /// One turn of a room's conversation, as the AI sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Turn {
     pub role: Role,
     pub text: String,
@@ -37,6 +42,33 @@ impl From<StoreError> for ChatError {
     }
 }
 
+/// Why a replay cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// Events after `after` were already trimmed from the log.
+    #[error("the room log starts at roomSeq {oldest}")]
+    TooOld { oldest: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ReplayError> for ChatError {
+    fn from(error: ReplayError) -> Self {
+        match error {
+            ReplayError::TooOld { oldest } => ChatError {
+                oldest_room_seq: Some(oldest),
+                ..ChatError::new(
+                    ErrorCode::ResumeTooOld,
+                    format!(
+                        "the room log no longer holds those events; it starts at roomSeq {oldest}"
+                    ),
+                )
+            },
+            ReplayError::Store(error) => error.into(),
+        }
+    }
+}
+
 #[async_trait]
 pub trait RoomStore: Send + Sync + 'static {
     /// Gives the event the room's next `roomSeq` and appends it to the room's
@@ -46,9 +78,30 @@ pub trait RoomStore: Send + Sync + 'static {
     /// The highest `roomSeq` given out in the room so far (0 for a new room).
     async fn last_seq(&self, room: &str) -> Result<u64, StoreError>;
 
+    /// Every logged event with `roomSeq > after`, oldest first; `TooOld` when
+    /// some of them were already trimmed from the log.
+    async fn events_after(&self, room: &str, after: u64) -> Result<Vec<RoomEvent>, ReplayError>;
+
     /// Adds a turn to the room's conversation, dropping the oldest past the bound.
     async fn push_turn(&self, room: &str, turn: Turn) -> Result<(), StoreError>;
 
     /// The room's most recent turns, oldest first.
     async fn recent_turns(&self, room: &str) -> Result<Vec<Turn>, StoreError>;
+}
+
+/// The replay rule both stores follow, given the room's last `roomSeq` (read
+/// first) and the logged events after `after` (read second).
+fn replay(
+    after: u64,
+    last_seq: u64,
+    events: Vec<RoomEvent>,
+) -> Result<Vec<RoomEvent>, ReplayError> {
+    match events.first().and_then(RoomEvent::room_seq) {
+        Some(first) if first == after + 1 => Ok(events),
+        Some(first) => Err(ReplayError::TooOld { oldest: first }),
+        None if after >= last_seq => Ok(events),
+        None => Err(ReplayError::TooOld {
+            oldest: last_seq + 1,
+        }),
+    }
 }

@@ -1,0 +1,223 @@
+//! A socketioxide-redis `Driver` that survives Redis restarts. The stock
+//! driver keeps a dead connection after Redis goes away and never
+//! resubscribes; this one rides on redis' `ConnectionManager`, which
+//! reconnects with backoff and resubscribes every channel by itself, with
+//! short timeouts so a dead Redis fails fast instead of stalling handlers.
+//!
+//! It also observes the traffic it carries: publishes and failures for
+//! `chat_redis_publish_total` / `chat_redis_errors_total`, and, for room
+//! events broadcast by another server, the delay since their origin `ts`.
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    sync::{Arc, OnceLock, RwLock},
+    time::Duration,
+};
+
+use redis::{
+    PushInfo, PushKind, RedisError, Value as RedisValue,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+use socketioxide_core::{
+    Uid, Value,
+    adapter::remote_packet::{RequestIn, RequestTypeIn},
+    packet::PacketData,
+};
+use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
+use tokio::sync::mpsc;
+
+use crate::{admin::metrics::Metrics, protocol::now_ms};
+
+type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
+
+#[derive(Clone)]
+pub struct ResilientDriver {
+    conn: ConnectionManager,
+    handlers: Handlers,
+    observer: Arc<Observer>,
+}
+
+/// Watches adapter traffic for metrics.
+struct Observer {
+    metrics: Arc<Metrics>,
+    /// This server's adapter id, learnt from its first publish.
+    own_node: OnceLock<Uid>,
+}
+
+impl ResilientDriver {
+    pub async fn connect(client: redis::Client, metrics: Arc<Metrics>) -> Result<Self, RedisError> {
+        let handlers: Handlers = Arc::default();
+        let observer = Arc::new(Observer {
+            metrics,
+            own_node: OnceLock::new(),
+        });
+        let (route_to, watch) = (handlers.clone(), observer.clone());
+        let config = ConnectionManagerConfig::new()
+            .set_push_sender(move |message: PushInfo| {
+                route(message, &route_to, &watch);
+                Ok::<(), Infallible>(())
+            })
+            .set_automatic_resubscription()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
+        Ok(Self {
+            conn,
+            handlers,
+            observer,
+        })
+    }
+
+    /// The shared connection, for health pings (which also wake a reconnect).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    fn failed(&self, error: RedisError) -> RedisError {
+        self.observer.metrics.redis_errors_total.inc();
+        error
+    }
+}
+
+/// Hands a pub/sub message to the adapter stream subscribed to its channel.
+fn route(message: PushInfo, handlers: &Handlers, observer: &Observer) {
+    if !matches!(message.kind, PushKind::Message | PushKind::SMessage) {
+        return;
+    }
+    let mut data = message.data.into_iter();
+    let (Some(RedisValue::BulkString(channel)), Some(RedisValue::BulkString(payload))) =
+        (data.next(), data.next())
+    else {
+        return;
+    };
+    let Ok(channel) = String::from_utf8(channel) else {
+        return;
+    };
+    observer.observe_incoming(&payload);
+    if let Some(tx) = handlers
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&channel)
+        && let Err(error) = tx.try_send((channel.clone(), payload))
+    {
+        tracing::warn!(%error, %channel, "adapter stream full; a message was dropped");
+    }
+}
+
+impl Observer {
+    fn learn_own_node(&self, payload: &[u8]) {
+        if self.own_node.get().is_none()
+            && let Ok(request) = rmp_serde::from_slice::<RequestIn>(payload)
+        {
+            let _ = self.own_node.set(request.node_id);
+        }
+    }
+
+    /// Records `chat_cross_server_delay_seconds` for room events that another
+    /// server broadcast (they carry their origin `ts`).
+    fn observe_incoming(&self, payload: &[u8]) {
+        let Ok(request) = rmp_serde::from_slice::<RequestIn>(payload) else {
+            return;
+        };
+        if Some(&request.node_id) == self.own_node.get() {
+            return;
+        }
+        let RequestTypeIn::Broadcast(packet) = request.r#type else {
+            return;
+        };
+        let PacketData::Event(Value::Str(text, _), _) = packet.inner else {
+            return;
+        };
+        if let Some(ts) = origin_ts(&text) {
+            let delay_ms = now_ms().saturating_sub(ts);
+            self.metrics
+                .cross_server_delay_seconds
+                .observe(delay_ms as f64 / 1000.0);
+        }
+    }
+}
+
+/// The `ts` of a serialized event `["name", {..., "ts": N}]`.
+fn origin_ts(event: &str) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Stamped {
+        ts: u64,
+    }
+    let (_name, stamped): (serde::de::IgnoredAny, Stamped) = serde_json::from_str(event).ok()?;
+    Some(stamped.ts)
+}
+
+impl Driver for ResilientDriver {
+    type Error = RedisError;
+
+    async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), Self::Error> {
+        self.observer.learn_own_node(&val);
+        self.observer.metrics.redis_publish_total.inc();
+        redis::cmd("PUBLISH")
+            .arg(chan)
+            .arg(val)
+            .exec_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.failed(e))
+    }
+
+    async fn subscribe(
+        &self,
+        chan: String,
+        size: usize,
+    ) -> Result<MessageStream<ChanItem>, Self::Error> {
+        let (tx, rx) = mpsc::channel(size);
+        self.handlers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(chan.clone(), tx);
+        if let Err(error) = self.conn.clone().subscribe(&chan).await {
+            self.handlers
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&chan);
+            return Err(self.failed(error));
+        }
+        Ok(MessageStream::new(rx))
+    }
+
+    async fn unsubscribe(&self, chan: String) -> Result<(), Self::Error> {
+        self.handlers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&chan);
+        self.conn
+            .clone()
+            .unsubscribe(&chan)
+            .await
+            .map_err(|e| self.failed(e))
+    }
+
+    async fn num_serv(&self, chan: &str) -> Result<u16, Self::Error> {
+        let (_, count): (String, u16) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(chan)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_ts_is_read_from_serialized_events() {
+        assert_eq!(
+            origin_ts(r#"["message",{"room":"r","ts":1234,"text":"x"}]"#),
+            Some(1234)
+        );
+        assert_eq!(origin_ts(r#"["message","no object"]"#), None);
+        assert_eq!(origin_ts("not json"), None);
+    }
+}

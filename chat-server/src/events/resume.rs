@@ -1,0 +1,58 @@
+//! `resume {room, after}`: a client that reconnected (to any server) catches up.
+//! The socket joins the room, then receives every logged event with
+//! `roomSeq > after`, oldest first, and live events after that. Live events
+//! can overtake replayed ones, so clients apply events in `roomSeq` order and
+//! drop duplicates. Ack `{ok: {room, replayed, roomSeq}}`, or `resume_too_old`
+//! with `oldestRoomSeq` when the log no longer reaches back to `after`.
+
+use serde_json::{Value, json};
+use socketioxide::{
+    adapter::Adapter,
+    extract::{AckSender, SocketRef, State, TryData},
+};
+
+use super::{in_order::InOrder, join, reply, validate};
+use crate::{
+    protocol::{ChatError, ResumeRequest},
+    state::AppState,
+};
+
+pub async fn handle<A: Adapter>(
+    socket: SocketRef<A>,
+    State(state): State<AppState>,
+    TryData(data): TryData<Value>,
+    ack: AckSender<A>,
+    in_order: InOrder,
+) {
+    let _turn = in_order.wait().await;
+    let result = resume(&socket, &state, data).await;
+    reply(ack, &state.metrics, "resume", result);
+}
+
+async fn resume<A: Adapter, E: std::fmt::Display>(
+    socket: &SocketRef<A>,
+    state: &AppState,
+    data: Result<Value, E>,
+) -> Result<Value, ChatError> {
+    let ResumeRequest { room, after } =
+        validate::payload(data, "{room: string, after: non-negative integer}")?;
+    validate::room_name(&room)?;
+    let newly_joined = join::enter(socket, &room)?;
+    // Joined first, then read: anything published meanwhile arrives live.
+    let events = match state.store.events_after(&room, after).await {
+        Ok(events) => events,
+        Err(error) => {
+            if newly_joined {
+                socket.leave(room);
+            }
+            return Err(error.into());
+        }
+    };
+    let last = events.last().and_then(|e| e.room_seq()).unwrap_or(after);
+    for event in &events {
+        if let Err(error) = event.emit_to_socket(socket) {
+            tracing::debug!(%error, "a replayed event did not reach the socket");
+        }
+    }
+    Ok(json!({"room": room, "replayed": events.len(), "roomSeq": last}))
+}

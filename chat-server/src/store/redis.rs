@@ -1,0 +1,139 @@
+//! The Redis room store: many servers share one sequence counter, event log
+//! and conversation history per room. Keys live under a prefix so that two
+//! clusters can share one Redis; the room name is the hash tag, so a room's
+//! keys sit in one Redis Cluster slot and the append script may touch both.
+//!
+//! Keys of room R under prefix P:
+//! - `P:{R}:seq`  the last roomSeq (INCR)
+//! - `P:{R}:log`  a stream whose entry ids are `roomSeq-0`, trimmed to about
+//!   `log_len` entries (XADD MAXLEN ~), field `e` = the event as JSON
+//! - `P:{R}:history`  a list of conversation turns as JSON, trimmed to `history_turns`
+
+use async_trait::async_trait;
+use redis::{AsyncCommands, Script, aio::ConnectionManager, streams::StreamRangeReply};
+
+use super::{ReplayError, RoomStore, StoreError, Turn, replay};
+use crate::protocol::RoomEvent;
+
+/// INCR the counter and XADD the event under id `seq-0`, in one round trip.
+const APPEND: &str = r"
+local seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', ARGV[1])
+return seq
+";
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    log_len: usize,
+    history_turns: usize,
+    append: Script,
+}
+
+impl RedisStore {
+    pub fn new(
+        conn: ConnectionManager,
+        prefix: &str,
+        log_len: usize,
+        history_turns: usize,
+    ) -> Self {
+        Self {
+            conn,
+            prefix: prefix.to_owned(),
+            log_len,
+            history_turns,
+            append: Script::new(APPEND),
+        }
+    }
+
+    fn key(&self, room: &str, what: &str) -> String {
+        format!("{}:{{{room}}}:{what}", self.prefix)
+    }
+}
+
+fn store_error(error: impl std::fmt::Display) -> StoreError {
+    StoreError(error.to_string())
+}
+
+#[async_trait]
+impl RoomStore for RedisStore {
+    async fn append(&self, mut event: RoomEvent) -> Result<RoomEvent, StoreError> {
+        let json = serde_json::to_string(&event).map_err(store_error)?;
+        let seq: u64 = self
+            .append
+            .key(self.key(event.room(), "seq"))
+            .key(self.key(event.room(), "log"))
+            .arg(json)
+            .arg(self.log_len)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        event.set_room_seq(seq);
+        Ok(event)
+    }
+
+    async fn last_seq(&self, room: &str) -> Result<u64, StoreError> {
+        let seq: Option<u64> = self
+            .conn
+            .clone()
+            .get(self.key(room, "seq"))
+            .await
+            .map_err(store_error)?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn events_after(&self, room: &str, after: u64) -> Result<Vec<RoomEvent>, ReplayError> {
+        let mut conn = self.conn.clone();
+        // The counter first: anything appended after this read shows up in the range.
+        let last_seq = self.last_seq(room).await?;
+        let reply: StreamRangeReply = conn
+            .xrange(self.key(room, "log"), format!("{}-0", after + 1), "+")
+            .await
+            .map_err(store_error)?;
+        let mut events = Vec::with_capacity(reply.ids.len());
+        for entry in reply.ids {
+            let seq = entry
+                .id
+                .split_once('-')
+                .and_then(|(ms, _)| ms.parse::<u64>().ok())
+                .ok_or_else(|| store_error(format!("unexpected log entry id {}", entry.id)))?;
+            let json: String = entry
+                .get("e")
+                .ok_or_else(|| store_error("log entry without event"))?;
+            let mut event: RoomEvent = serde_json::from_str(&json).map_err(store_error)?;
+            event.set_room_seq(seq);
+            events.push(event);
+        }
+        replay(after, last_seq, events)
+    }
+
+    async fn push_turn(&self, room: &str, turn: Turn) -> Result<(), StoreError> {
+        if self.history_turns == 0 {
+            return Ok(());
+        }
+        let key = self.key(room, "history");
+        let json = serde_json::to_string(&turn).map_err(store_error)?;
+        redis::pipe()
+            .atomic()
+            .rpush(&key, json)
+            .ignore()
+            .ltrim(&key, -(self.history_turns as isize), -1)
+            .ignore()
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(store_error)
+    }
+
+    async fn recent_turns(&self, room: &str) -> Result<Vec<Turn>, StoreError> {
+        let items: Vec<String> = self
+            .conn
+            .clone()
+            .lrange(self.key(room, "history"), 0, -1)
+            .await
+            .map_err(store_error)?;
+        items
+            .iter()
+            .map(|json| serde_json::from_str(json).map_err(store_error))
+            .collect()
+    }
+}

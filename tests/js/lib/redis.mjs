@@ -1,0 +1,60 @@
+// Starts a real redis-server (Debian package) on a free loopback port, with no
+// persistence, and can kill and restart it on the same port for fault tests.
+import { spawn, execFile } from 'node:child_process';
+import { createServer, connect as tcpConnect } from 'node:net';
+import { promisify } from 'node:util';
+import { waitFor } from './wait.mjs';
+
+const run = promisify(execFile);
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function answersPing(port) {
+  return new Promise((resolve) => {
+    const socket = tcpConnect(port, '127.0.0.1');
+    socket.once('error', () => resolve(false));
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.once('data', (d) => { socket.destroy(); resolve(d.toString().startsWith('+PONG')); });
+  });
+}
+
+export async function startRedis() {
+  const port = await freePort();
+  let child;
+  const launch = async () => {
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      { stdio: 'ignore' });
+    await waitFor(() => answersPing(port), { timeoutMs: 10_000, what: `redis-server on ${port}` });
+  };
+  const kill = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+  };
+  await launch();
+  process.once('exit', () => child.kill('SIGKILL'));
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    /** Kills the server (SIGKILL: a crash, not a clean shutdown). */
+    kill,
+    /** Starts it again on the same port, empty. */
+    restart: launch,
+    stop: kill,
+    /** Runs a redis-cli command and returns its output. */
+    async cli(...args) {
+      const { stdout } = await run('redis-cli', ['-p', String(port), ...args]);
+      return stdout;
+    },
+  };
+}
