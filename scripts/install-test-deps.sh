@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs on a fresh Debian machine (run as root):
-# Debian packages for the browser test and native TLS, then the pinned npm
+# Debian packages (Chromium for the browser test, redis-server and nginx for the
+# scale-out tests, native TLS), then the pinned npm
 # packages of the JS test client. Already-present tools are left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
