@@ -29,6 +29,17 @@ pub struct Config {
     #[arg(long, env = "CHAT_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
+    /// Treat `--redis-url` as a seed node of a Redis Cluster: keys are spread over
+    /// the shards (each room's keys share one slot) and the adapter uses sharded
+    /// pub/sub (SPUBLISH / SSUBSCRIBE, Redis 7+).
+    #[arg(
+        long,
+        env = "CHAT_REDIS_CLUSTER",
+        default_value_t = false,
+        requires = "redis_url"
+    )]
+    pub redis_cluster: bool,
+
     /// Prefix of every Redis key and pub/sub channel, so that several clusters can
     /// share one Redis without seeing each other. 1-64 characters of A-Z a-z 0-9 . _ : -
     #[arg(long, env = "CHAT_KEY_PREFIX", default_value = "chatscale", value_parser = key_prefix)]

@@ -51,11 +51,13 @@ impl Server {
             }
             Some(url) => {
                 // The URL may hold a password: never log it.
-                let client = redis::Client::open(adapter::resp3_url(url))
-                    .context("CHAT_REDIS_URL is not a valid Redis URL")?;
-                let driver = ResilientDriver::connect(client, metrics.clone())
-                    .await
-                    .context("connecting to Redis")?;
+                let driver = ResilientDriver::connect(
+                    &adapter::resp3_url(url),
+                    config.redis_cluster,
+                    metrics.clone(),
+                )
+                .await
+                .context("connecting to Redis (CHAT_REDIS_URL)")?;
                 let store = Arc::new(RedisStore::new(
                     driver.connection(),
                     &config.key_prefix,

@@ -1,8 +1,8 @@
 //! A socketioxide-redis `Driver` that survives Redis restarts. The stock
 //! driver keeps a dead connection after Redis goes away and never
-//! resubscribes; this one rides on redis' `ConnectionManager`, which
-//! reconnects with backoff and resubscribes every channel by itself, with
-//! short timeouts so a dead Redis fails fast instead of stalling handlers.
+//! resubscribes; this one rides on a [`RedisConnection`], which reconnects
+//! with backoff and resubscribes every channel by itself (standalone or
+//! cluster), with short timeouts so a dead Redis fails fast.
 //!
 //! It also observes the traffic it carries: publishes and failures for
 //! `chat_redis_publish_total` / `chat_redis_errors_total`, and, for room
@@ -12,13 +12,9 @@ use std::{
     collections::HashMap,
     convert::Infallible,
     sync::{Arc, OnceLock, RwLock},
-    time::Duration,
 };
 
-use redis::{
-    PushInfo, PushKind, RedisError, Value as RedisValue,
-    aio::{ConnectionManager, ConnectionManagerConfig},
-};
+use redis::{PushInfo, PushKind, RedisError, Value as RedisValue};
 use socketioxide_core::{
     Uid, Value,
     adapter::remote_packet::{RequestIn, RequestTypeIn},
@@ -27,13 +23,14 @@ use socketioxide_core::{
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tokio::sync::mpsc;
 
+use super::connection::RedisConnection;
 use crate::{admin::metrics::Metrics, protocol::now_ms};
 
 type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
 
 #[derive(Clone)]
 pub struct ResilientDriver {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     handlers: Handlers,
     observer: Arc<Observer>,
 }
@@ -46,24 +43,23 @@ struct Observer {
 }
 
 impl ResilientDriver {
-    pub async fn connect(client: redis::Client, metrics: Arc<Metrics>) -> Result<Self, RedisError> {
+    /// Connects to `url` (a seed node when `cluster`).
+    pub async fn connect(
+        url: &str,
+        cluster: bool,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, RedisError> {
         let handlers: Handlers = Arc::default();
         let observer = Arc::new(Observer {
             metrics,
             own_node: OnceLock::new(),
         });
         let (route_to, watch) = (handlers.clone(), observer.clone());
-        let config = ConnectionManagerConfig::new()
-            .set_push_sender(move |message: PushInfo| {
-                route(message, &route_to, &watch);
-                Ok::<(), Infallible>(())
-            })
-            .set_automatic_resubscription()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let push = move |message: PushInfo| {
+            route(message, &route_to, &watch);
+            Ok::<(), Infallible>(())
+        };
+        let conn = RedisConnection::connect(url, cluster, push).await?;
         Ok(Self {
             conn,
             handlers,
@@ -72,7 +68,7 @@ impl ResilientDriver {
     }
 
     /// The shared connection, for health pings (which also wake a reconnect).
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConnection {
         self.conn.clone()
     }
 
@@ -156,10 +152,9 @@ impl Driver for ResilientDriver {
     async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), Self::Error> {
         self.observer.learn_own_node(&val);
         self.observer.metrics.redis_publish_total.inc();
-        redis::cmd("PUBLISH")
-            .arg(chan)
-            .arg(val)
-            .exec_async(&mut self.conn.clone())
+        self.conn
+            .clone()
+            .publish(&chan, &val)
             .await
             .map_err(|e| self.failed(e))
     }
@@ -197,13 +192,11 @@ impl Driver for ResilientDriver {
     }
 
     async fn num_serv(&self, chan: &str) -> Result<u16, Self::Error> {
-        let (_, count): (String, u16) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(chan)
-            .query_async(&mut self.conn.clone())
+        self.conn
+            .clone()
+            .subscribers(chan)
             .await
-            .map_err(|e| self.failed(e))?;
-        Ok(count)
+            .map_err(|e| self.failed(e))
     }
 }
 

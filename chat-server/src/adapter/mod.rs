@@ -3,13 +3,13 @@
 //! Redis restarts, and a health loop that keeps `chat_redis_up` true to the
 //! facts and wakes reconnects when Redis comes back.
 
+mod connection;
 mod driver;
 
+pub use connection::RedisConnection;
 pub use driver::ResilientDriver;
 
 use std::{sync::Arc, time::Duration};
-
-use redis::aio::ConnectionManager;
 
 use crate::admin::metrics::Metrics;
 
@@ -33,7 +33,7 @@ pub fn resp3_url(url: &str) -> String {
 }
 
 /// Pings Redis forever on each connection, setting `chat_redis_up`.
-pub fn watch_health(connections: Vec<ConnectionManager>, metrics: Arc<Metrics>) {
+pub fn watch_health(connections: Vec<RedisConnection>, metrics: Arc<Metrics>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(HEALTH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

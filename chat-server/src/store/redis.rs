@@ -10,10 +10,10 @@
 //! - `P:{R}:history`  a list of conversation turns as JSON, trimmed to `history_turns`
 
 use async_trait::async_trait;
-use redis::{AsyncCommands, Script, aio::ConnectionManager, streams::StreamRangeReply};
+use redis::{AsyncCommands, Script, streams::StreamRangeReply};
 
 use super::{ReplayError, RoomStore, StoreError, Turn, replay};
-use crate::protocol::RoomEvent;
+use crate::{adapter::RedisConnection, protocol::RoomEvent};
 
 /// INCR the counter and XADD the event under id `seq-0`, in one round trip.
 const APPEND: &str = r"
@@ -23,7 +23,7 @@ return seq
 ";
 
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: String,
     log_len: usize,
     history_turns: usize,
@@ -31,12 +31,7 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    pub fn new(
-        conn: ConnectionManager,
-        prefix: &str,
-        log_len: usize,
-        history_turns: usize,
-    ) -> Self {
+    pub fn new(conn: RedisConnection, prefix: &str, log_len: usize, history_turns: usize) -> Self {
         Self {
             conn,
             prefix: prefix.to_owned(),
