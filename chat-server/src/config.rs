@@ -105,6 +105,27 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1_024..=16_777_216))]
     pub max_payload_bytes: u64,
 
+    /// File holding the bearer token that guards the drain API on the admin port.
+    /// Without it the token is read from CHAT_ADMIN_TOKEN; with neither, the drain
+    /// API refuses every request (SIGTERM still drains).
+    #[arg(long, env = "CHAT_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// How long a drain may take before the server exits anyway (SIGTERM), e.g. `300s`, `5m`.
+    #[arg(long, env = "CHAT_DRAIN_TIMEOUT", default_value = "300s", value_parser = duration)]
+    pub drain_timeout: Duration,
+
+    /// At most this many clients are disconnected per second while draining, so
+    /// that they do not all reconnect elsewhere at once.
+    #[arg(long, env = "CHAT_DRAIN_RATE", default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub drain_rate: u32,
+
+    /// Clients told to reconnect wait a random delay up to this many milliseconds.
+    #[arg(long, env = "CHAT_DRAIN_JITTER_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub drain_jitter_ms: u64,
+
     /// Log format on stderr.
     #[arg(long, env = "CHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -126,6 +147,14 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log collectors.
     Json,
+}
+
+/// A duration such as `300s`, `5m` or `1m30s`; a bare number means seconds.
+fn duration(value: &str) -> Result<Duration, String> {
+    match value.parse::<u64>() {
+        Ok(seconds) => Ok(Duration::from_secs(seconds)),
+        Err(_) => humantime::parse_duration(value).map_err(|e| e.to_string()),
+    }
 }
 
 fn key_prefix(value: &str) -> Result<String, String> {
@@ -159,6 +188,19 @@ mod tests {
         assert_eq!(config.batch_max_delay_ms, 50);
         assert_eq!(config.key_prefix, "chatscale");
         assert_eq!(config.redis_url, None);
+        assert_eq!(config.drain_timeout, Duration::from_secs(300));
+        assert_eq!(config.drain_rate, 500);
+    }
+
+    #[test]
+    fn durations_take_units_or_seconds() {
+        let parse = |v: &str| {
+            Config::try_parse_from(["chat-server", "--drain-timeout", v]).map(|c| c.drain_timeout)
+        };
+        assert_eq!(parse("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse("1500ms").unwrap(), Duration::from_millis(1500));
+        assert!(parse("soon").is_err());
     }
 
     #[test]

@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
     // One stable line on stdout, for people and for test harnesses.
     println!("chat-server listening on http://{public} (admin http://{admin})");
 
-    server.serve(shutdown_signal()).await
+    server.serve(signals()).await
 }
 
 fn init_logging(format: LogFormat) {
@@ -38,13 +38,22 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
+/// One message per Ctrl-C or SIGTERM: the first drains, a second exits at once.
+fn signals() -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: draining"),
+                _ = int.recv() => tracing::info!("interrupted: draining (again to exit now)"),
+            }
+            if tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }

@@ -17,7 +17,11 @@ use std::{
 use socketioxide::{BroadcastError, SocketIo, adapter::Adapter};
 use tokio::sync::Mutex;
 
-use crate::{admin::metrics::Metrics, protocol::RoomEvent, store::RoomStore};
+use crate::{
+    admin::metrics::Metrics,
+    protocol::RoomEvent,
+    store::{RoomStore, StoreError},
+};
 
 /// Rooms hash onto this many locks: bounded memory, rare sharing.
 const ORDER_STRIPES: usize = 256;
@@ -39,11 +43,17 @@ impl Publisher {
 
     /// Sequences `event` in its room and emits it to the room's members.
     /// Returns the event as sent: with its `roomSeq`, or without one when the
-    /// store was unreachable.
-    pub async fn publish<A: Adapter>(&self, io: &SocketIo<A>, event: RoomEvent) -> RoomEvent {
+    /// store was unreachable; `None` for a chunk of an answer that another
+    /// server already closed as interrupted (it is not sent).
+    pub async fn publish<A: Adapter>(
+        &self,
+        io: &SocketIo<A>,
+        event: RoomEvent,
+    ) -> Option<RoomEvent> {
         let _in_order = self.order[stripe(event.room())].lock().await;
         let event = match self.store.append(event.clone()).await {
             Ok(sequenced) => sequenced,
+            Err(StoreError::StreamClosed) => return None,
             Err(error) => {
                 self.metrics.store_errors_total.inc();
                 tracing::warn!(%error, room = event.room(), "delivering without a roomSeq");
@@ -61,7 +71,7 @@ impl Publisher {
             }
             Err(error) => tracing::warn!(%error, %room, "some members did not receive an event"),
         }
-        event
+        Some(event)
     }
 }
 

@@ -26,6 +26,12 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Compares with `candidate` in time that depends only on the lengths.
+    pub fn matches(&self, candidate: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -49,6 +55,15 @@ mod tests {
         let secret = Secret::new("sk-very-secret");
         assert!(!format!("{secret:?} {secret}").contains("sk-very-secret"));
         assert_eq!(secret.expose(), "sk-very-secret");
+    }
+
+    #[test]
+    fn matching_needs_the_exact_value() {
+        let secret = Secret::new("token-123");
+        assert!(secret.matches("token-123"));
+        assert!(!secret.matches("token-124"));
+        assert!(!secret.matches("token-12"));
+        assert!(!secret.matches(""));
     }
 
     #[test]

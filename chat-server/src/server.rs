@@ -3,21 +3,27 @@
 //! as one), the public router (Socket.IO and the demo page), the admin router,
 //! both listeners, and a clean shutdown.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::Router;
 use futures::future::BoxFuture;
 use socketioxide::{SocketIo, SocketIoBuilder, adapter::Adapter, layer::SocketIoLayer};
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     adapter::{self, RedisAdapter, ResilientDriver},
-    admin::{self, metrics::Metrics},
+    admin::{
+        self,
+        drain::{self, Drain},
+        metrics::Metrics,
+    },
+    ai,
     config::Config,
     events,
+    secret::Secret,
     state::AppState,
     store::{MemoryStore, RedisStore},
     web,
@@ -28,9 +34,16 @@ pub struct Server {
     admin: TcpListener,
     public_app: Router,
     admin_app: Router,
+    drain: Arc<Drain>,
+    drain_timeout: Duration,
+    /// Starts the drain (it needs the adapter-typed Socket.IO handle).
+    start_drain: Box<dyn Fn() + Send + Sync>,
     /// Disconnects every socket; run once on shutdown.
     close: BoxFuture<'static, ()>,
 }
+
+/// Environment variable holding the admin token when no token file is given.
+pub const ADMIN_TOKEN_ENV: &str = "CHAT_ADMIN_TOKEN";
 
 impl Server {
     /// Connects to Redis when configured, builds the state and binds both
@@ -72,11 +85,12 @@ impl Server {
                     .with_adapter::<RedisAdapter<_>>(RedisAdapterCtr::new_with_driver(
                         driver, channels,
                     ))
-                    .with_state(state)
+                    .with_state(state.clone())
                     .build_layer();
                 io.ns("/", events::on_connect)
                     .await
                     .context("subscribing to the Redis adapter channels")?;
+                ai::streams::watch(io.clone(), state);
                 Self::assemble(config, layer, io, metrics).await
             }
         }
@@ -94,12 +108,33 @@ impl Server {
         let admin = TcpListener::bind((config.host, config.admin_port))
             .await
             .with_context(|| format!("binding the admin port {}", config.admin_port))?;
-        let admin_app = admin::router(io.clone(), metrics);
+        let token = match &config.admin_token_file {
+            Some(path) => Some(
+                Secret::from_file(path)
+                    .with_context(|| format!("reading the admin token file {}", path.display()))?,
+            ),
+            None => Secret::from_env(ADMIN_TOKEN_ENV),
+        };
+        if token.is_none() {
+            tracing::warn!("no admin token configured: the drain API refuses every request");
+        }
+        let drain = Drain::new(config.drain_rate, config.drain_jitter_ms, metrics.clone());
+        let admin_app = admin::router(io.clone(), metrics, drain.clone(), token);
+        let public_app = web::router()
+            .layer(layer)
+            .layer(axum::middleware::from_fn_with_state(
+                drain.clone(),
+                drain::refuse_new_sessions,
+            ));
+        let (starter, drainer) = (io.clone(), drain.clone());
         Ok(Self {
             public,
             admin,
-            public_app: web::router().layer(layer),
+            public_app,
             admin_app,
+            drain,
+            drain_timeout: config.drain_timeout,
+            start_drain: Box::new(move || drainer.start(starter.clone())),
             close: Box::pin(async move { io.close().await }),
         })
     }
@@ -116,18 +151,22 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` completes, then disconnects every socket and
-    /// lets in-flight HTTP requests finish.
-    pub async fn serve(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    /// Serves until the first signal arrives on `signals`, then drains: exits
+    /// once drained, when the drain timeout runs out, or at a second signal.
+    pub async fn serve(self, mut signals: mpsc::UnboundedReceiver<()>) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let trigger = stop.clone();
-        let close = self.close;
+        let (drain, timeout, start_drain, close) =
+            (self.drain, self.drain_timeout, self.start_drain, self.close);
         tokio::spawn(async move {
-            shutdown.await;
-            tracing::info!("shutting down: disconnecting sockets");
+            if signals.recv().await.is_some() {
+                start_drain();
+                tokio::select! {
+                    () = drain.drained() => tracing::info!("drained; exiting"),
+                    () = tokio::time::sleep(timeout) => tracing::warn!(?timeout, "drain timeout reached; exiting"),
+                    _ = signals.recv() => tracing::warn!("second signal; exiting without waiting"),
+                }
+            }
             close.await;
             trigger.cancel();
         });

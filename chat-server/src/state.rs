@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::{
     admin::metrics::Metrics,
-    ai::{AiProvider, DemoProvider, OpenAiProvider, batcher::BatchConfig},
+    ai::{AiProvider, DemoProvider, OpenAiProvider, batcher::BatchConfig, streams::StreamTracker},
     config::{AiProviderKind, Config},
     publish::Publisher,
     secret::Secret,
@@ -24,6 +24,8 @@ pub struct AppState {
     pub ai: Arc<dyn AiProvider>,
     pub batch: BatchConfig,
     pub metrics: Arc<Metrics>,
+    /// The AI answers this server is streaming.
+    pub streams: Arc<StreamTracker>,
 }
 
 impl AppState {
@@ -41,6 +43,7 @@ impl AppState {
                 max_delay: config.batch_max_delay(),
             },
             metrics,
+            streams: Arc::default(),
         })
     }
 }

@@ -16,7 +16,7 @@
 
   // State of the room we are in; reset on every join of a new room.
   let room = null;     // room name, or null
-  let joined = false;  // the last join of `room` was acknowledged
+  let joined = false;  // the last join/resume of `room` was acknowledged
   let nextSeq = null;  // next roomSeq to render; null until the first join ack
   let pending = new Map(); // roomSeq -> {type, data}, waiting for their turn
   let streams = new Map(); // streamId -> {el, textEl, next, parts, lossy, done}
@@ -34,22 +34,35 @@
   socket.on('connect', () => {
     myIds.add(socket.id);
     setState('connected');
-    if (room) join(room, true); // rejoin after a reconnect
+    // Back after a reconnect: catch up, unless the first join never got its answer.
+    if (room && nextSeq !== null) resume(room);
+    else if (room) join(room);
   });
+  // A draining server moves us elsewhere. Socket.IO does not reconnect by itself
+  // after a server-side disconnect, so reconnect after the delay it asks for.
+  let drainDelayMs = null;
+  socket.on('server-draining', (d) => { drainDelayMs = Number(d && d.reconnectAfterMs) || 0; });
   socket.on('disconnect', (reason) => {
     joined = false;
+    clearTimeout(gapTimer); // the resume will fetch what is missing
     setState('disconnected', reason);
     system('Disconnected (' + reason + '); reconnecting…');
+    if (reason === 'io server disconnect' && drainDelayMs !== null) setTimeout(() => socket.connect(), drainDelayMs);
+    drainDelayMs = null;
   });
   socket.on('connect_error', (err) => setState('disconnected', err.message));
   socket.io.on('reconnect_attempt', (n) => setState('connecting', 'attempt ' + n));
 
   // ---- acks -------------------------------------------------------------
 
-  /** Emits `event` and calls `onOk` with the ack's `ok` value; shows errors. */
-  function request(event, payload, onOk) {
+  /**
+   * Emits `event` and calls `onOk` with the ack's `ok` value. Error acks go to
+   * `onError` if given and it returns true, else they are shown.
+   */
+  function request(event, payload, onOk, onError) {
     socket.timeout(ACK_TIMEOUT_MS).emit(event, payload, (err, ack) => {
       if (err) return showError(event + ': no answer from the server (' + err.message + ')');
+      if (ack && ack.error && onError && onError(ack.error)) return;
       if (ack && ack.error) return showError(event + ' refused: ' + ack.error.code + ': ' + ack.error.message);
       if (!ack || !('ok' in ack)) return showError(event + ': unexpected answer');
       onOk(ack.ok);
@@ -139,8 +152,13 @@
 
   // ---- ordering by roomSeq ----------------------------------------------
 
+  function render(type, data) {
+    if (type === 'message') renderMessage(data); else renderChunk(data);
+  }
+
   function receive(type, data) {
     if (!room || data.room !== room) return;
+    if (data.roomSeq == null) return render(type, data); // live-only: the server could not log it
     if (nextSeq !== null && data.roomSeq < nextSeq) return; // duplicate
     if (pending.has(data.roomSeq)) return; // duplicate
     pending.set(data.roomSeq, { type, data });
@@ -153,11 +171,12 @@
       const { type, data } = pending.get(nextSeq);
       pending.delete(nextSeq);
       nextSeq += 1;
-      if (type === 'message') renderMessage(data); else renderChunk(data);
+      render(type, data);
     }
     clearTimeout(gapTimer);
     gapTimer = null;
-    if (pending.size > 0) gapTimer = setTimeout(() => skipTo(Math.min(...pending.keys()), 'did not arrive'), GAP_TIMEOUT_MS);
+    // While (re)joining, the join or resume ack decides what is missing.
+    if (pending.size > 0 && joined) gapTimer = setTimeout(() => skipTo(Math.min(...pending.keys()), 'did not arrive'), GAP_TIMEOUT_MS);
   }
 
   /** Gives up on events before `seq` and renders on from there. */
@@ -174,44 +193,49 @@
 
   // ---- actions ----------------------------------------------------------
 
-  function join(name, rejoin) {
+  function join(name) {
     request('join', { room: name }, (ok) => {
+      if (name !== room || nextSeq !== null) return; // the user moved on, or a stale ack
+      joined = true;
+      $('current-room').textContent = 'in room ' + ok.room;
+      // Events that arrived before the ack (published while we joined) still count.
+      nextSeq = Math.min(ok.roomSeq + 1, ...pending.keys());
+      system('Joined ' + ok.room + '.');
+      flush();
+      $('text').focus();
+    });
+  }
+
+  /** After a reconnect: rejoin and get every event after the last one rendered. */
+  function resume(name, retry = false) {
+    const after = nextSeq - 1;
+    request('resume', { room: name, after }, (ok) => {
       if (name !== room) return; // the user moved on meanwhile
       joined = true;
       $('current-room').textContent = 'in room ' + ok.room;
-      if (nextSeq === null) {
-        // Events that arrived before the ack (published while we joined) still count.
-        nextSeq = Math.min(ok.roomSeq + 1, ...pending.keys());
-        system('Joined ' + ok.room + '.');
-        flush();
-      } else if (ok.roomSeq < nextSeq - 1) {
+      if (ok.roomSeq < after) {
         // The room's sequence went backwards: the server lost its state (e.g. a restart
         // without shared storage). Start counting afresh from here.
         system('Rejoined ' + ok.room + '; the server restarted and the room started over.');
         for (const s of streams.values()) if (!s.done) s.lossy = true;
         for (const seq of [...pending.keys()]) if (seq <= ok.roomSeq) pending.delete(seq);
         nextSeq = ok.roomSeq + 1;
-        flush();
       } else {
-        system('Rejoined ' + ok.room + '.');
-        // Anything up to ok.roomSeq that we have not got was missed while disconnected.
-        const missing = [];
-        for (let seq = nextSeq; seq <= ok.roomSeq; seq++) if (!pending.has(seq)) missing.push(seq);
-        if (missing.length) {
-          system(missing.length + ' room event(s) were missed while disconnected.');
-          for (const s of streams.values()) if (!s.done) s.lossy = true;
-          // Render what we did get up to ok.roomSeq, in order, then carry on live.
-          const got = [...pending.keys()].filter((seq) => seq <= ok.roomSeq).sort((a, b) => a - b);
-          for (const seq of got) {
-            if (seq < nextSeq) continue; // rendered by an earlier flush
-            nextSeq = seq;
-            flush();
-          }
-          nextSeq = Math.max(nextSeq, ok.roomSeq + 1);
-        }
-        flush();
+        // The replay came before this ack; live events carry on from here.
+        system('Rejoined ' + ok.room + (ok.replayed ? '; caught up on ' + ok.replayed + ' room event(s).' : '.'));
       }
-      if (!rejoin) $('text').focus();
+      flush();
+    }, (error) => {
+      if (name !== room) return true;
+      if (error.code === 'resume_too_old') {
+        skipTo(error.oldestRoomSeq, 'were missed while disconnected; some history is no longer available');
+        resume(name);
+        return true;
+      }
+      if (error.code === 'unavailable') { // shared state is down: keep trying
+        setTimeout(() => { if (name === room && !joined && socket.connected) resume(name, true); }, 2000);
+      }
+      return retry; // show the error once
     });
   }
 
@@ -228,7 +252,7 @@
     clearTimeout(gapTimer);
     $('log').replaceChildren();
     $('current-room').textContent = 'joining ' + name + '…';
-    join(name, false);
+    join(name);
   });
 
   $('message-form').addEventListener('submit', (e) => {

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub events_rejected_total: IntCounterVec,
     /// 1 while this server drains.
     pub draining: IntGauge,
+    /// Sockets still connected while draining.
+    pub drain_remaining_sockets: IntGauge,
     /// 1 while Redis answers (always 1 without Redis).
     pub redis_up: IntGauge,
     /// Adapter messages published to Redis.
@@ -104,6 +106,11 @@ impl Metrics {
             )
             .unwrap(),
             draining: IntGauge::new("chat_draining", "1 while this server drains").unwrap(),
+            drain_remaining_sockets: IntGauge::new(
+                "chat_drain_remaining_sockets",
+                "Sockets still connected while draining",
+            )
+            .unwrap(),
             redis_up: IntGauge::new(
                 "chat_redis_up",
                 "1 while Redis answers (always 1 without Redis)",
@@ -137,7 +144,7 @@ impl Metrics {
             registry,
         };
         metrics.redis_up.set(1);
-        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
             Box::new(metrics.connected_sockets.clone()),
             Box::new(metrics.rooms.clone()),
             Box::new(metrics.messages_total.clone()),
@@ -149,6 +156,7 @@ impl Metrics {
             Box::new(metrics.message_handling_seconds.clone()),
             Box::new(metrics.events_rejected_total.clone()),
             Box::new(metrics.draining.clone()),
+            Box::new(metrics.drain_remaining_sockets.clone()),
             Box::new(metrics.redis_up.clone()),
             Box::new(metrics.redis_publish_total.clone()),
             Box::new(metrics.redis_errors_total.clone()),
@@ -219,6 +227,7 @@ mod tests {
             "chat_ai_first_chunk_seconds_bucket",
             "chat_message_handling_seconds_bucket",
             "chat_draining",
+            "chat_drain_remaining_sockets",
             "chat_redis_up",
             "chat_redis_publish_total",
             "chat_redis_errors_total",

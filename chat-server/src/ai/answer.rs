@@ -14,7 +14,7 @@ use crate::{
     admin::metrics::ActiveStream,
     protocol::{AiChunk, RoomEvent, now_ms},
     state::AppState,
-    store::{Role, Turn},
+    store::{Role, StreamRef, Turn},
 };
 
 pub async fn stream<A: Adapter>(
@@ -27,6 +27,11 @@ pub async fn stream<A: Adapter>(
 ) {
     let metrics = &state.metrics;
     let _active = ActiveStream::start(&metrics.ai_streams_active);
+    let tracked = StreamRef {
+        room: room.clone(),
+        stream_id: stream_id.clone(),
+    };
+    state.streams.started(&state, &tracked).await;
     let mut batches = std::pin::pin!(batch(state.ai.answer(request), state.batch));
     let mut answer = String::new();
     let mut seq = 0;
@@ -46,10 +51,14 @@ pub async fn stream<A: Adapter>(
             },
             ts: now_ms(),
         };
-        state
+        let published = state
             .publisher
             .publish(&io, RoomEvent::AiChunk(chunk))
             .await;
+        if published.is_none() {
+            tracing::warn!(%room, %stream_id, "another server closed this answer as interrupted; stopping");
+            break;
+        }
         if seq == 1 {
             metrics
                 .ai_first_chunk_seconds
@@ -79,4 +88,5 @@ pub async fn stream<A: Adapter>(
             None => {}
         }
     }
+    state.streams.finished(&state, &tracked).await;
 }

@@ -93,12 +93,12 @@ pub(super) async fn post<A: Adapter>(
         kind,
         client_id,
     };
-    let RoomEvent::Message(message) = state
+    let Some(RoomEvent::Message(message)) = state
         .publisher
         .publish(io, RoomEvent::Message(message))
         .await
     else {
-        unreachable!("a message is published as a message")
+        unreachable!("a message is always published, as a message")
     };
     state.metrics.messages_total.inc();
     if let Err(error) = state.store.push_turn(&message.room, turn).await {

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use async_trait::async_trait;
 use std::sync::Mutex;
 
-use super::{ReplayError, RoomStore, StoreError, Turn, replay};
+use super::{ReplayError, RoomStore, StoreError, StreamRef, Turn, replay};
 use crate::protocol::RoomEvent;
 
 #[derive(Default)]
@@ -85,6 +85,27 @@ impl RoomStore for MemoryStore {
             .get(room)
             .map(|r| r.turns.iter().cloned().collect())
             .unwrap_or_default())
+    }
+
+    // One server: when it dies its clients go with it, so there are no orphans.
+    async fn stream_started(&self, _: &StreamRef) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn streams_alive(&self, _: &[StreamRef]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn stream_finished(&self, _: &StreamRef) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn orphaned_streams(&self) -> Result<Vec<StreamRef>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn close_stream(&self, _: RoomEvent) -> Result<Option<RoomEvent>, StoreError> {
+        Ok(None)
     }
 }
 

@@ -30,10 +30,15 @@ pub struct Turn {
     pub text: String,
 }
 
-/// Shared state could not be read or written.
 #[derive(Debug, thiserror::Error)]
-#[error("room store unavailable: {0}")]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// Shared state could not be read or written.
+    #[error("room store unavailable: {0}")]
+    Unavailable(String),
+    /// An AI chunk of a stream that another server already closed as interrupted.
+    #[error("the stream was closed as interrupted")]
+    StreamClosed,
+}
 
 /// Clients see a store failure as `unavailable`: try again.
 impl From<StoreError> for ChatError {
@@ -87,6 +92,31 @@ pub trait RoomStore: Send + Sync + 'static {
 
     /// The room's most recent turns, oldest first.
     async fn recent_turns(&self, room: &str) -> Result<Vec<Turn>, StoreError>;
+
+    /// Registers an AI stream this server runs, so that another server can
+    /// close it if this one dies. Followed by `streams_alive` heartbeats.
+    async fn stream_started(&self, stream: &StreamRef) -> Result<(), StoreError>;
+
+    /// Heartbeat: these streams still run here.
+    async fn streams_alive(&self, streams: &[StreamRef]) -> Result<(), StoreError>;
+
+    /// The stream ended here (normally or not): stop watching it.
+    async fn stream_finished(&self, stream: &StreamRef) -> Result<(), StoreError>;
+
+    /// Streams whose server stopped sending heartbeats.
+    async fn orphaned_streams(&self) -> Result<Vec<StreamRef>, StoreError>;
+
+    /// Appends `last` (the stream's final chunk) with the next `seq` of its
+    /// stream, unless the stream already ended or another server closed it
+    /// first: each orphan is closed exactly once, cluster-wide.
+    async fn close_stream(&self, last: RoomEvent) -> Result<Option<RoomEvent>, StoreError>;
+}
+
+/// An AI stream: the room it answers in and its id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamRef {
+    pub room: String,
+    pub stream_id: String,
 }
 
 /// The replay rule both stores follow, given the room's last `roomSeq` (read

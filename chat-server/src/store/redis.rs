@@ -8,19 +8,53 @@
 //! - `P:{R}:log`  a stream whose entry ids are `roomSeq-0`, trimmed to about
 //!   `log_len` entries (XADD MAXLEN ~), field `e` = the event as JSON
 //! - `P:{R}:history`  a list of conversation turns as JSON, trimmed to `history_turns`
+//! - `P:{R}:streams`  hash: AI stream id -> last chunk seq, while the stream runs
+//! - `P:{R}:closed`   hash: ids of streams closed as interrupted (expires after a day)
+//! - `P:streams`      sorted set of running streams (`room|id`) by heartbeat deadline
 
 use async_trait::async_trait;
 use redis::{AsyncCommands, Script, streams::StreamRangeReply};
 
-use super::{ReplayError, RoomStore, StoreError, Turn, replay};
-use crate::{adapter::RedisConnection, protocol::RoomEvent};
+use super::{ReplayError, RoomStore, StoreError, StreamRef, Turn, replay};
+use crate::{
+    adapter::RedisConnection,
+    protocol::{RoomEvent, now_ms},
+};
 
 /// INCR the counter and XADD the event under id `seq-0`, in one round trip.
+/// For an AI chunk (ARGV[3] = stream id, ARGV[4] = its seq, ARGV[5] = done):
+/// refuse it (-1) if another server closed the stream, else record its seq.
 const APPEND: &str = r"
+local stream = ARGV[3]
+if stream ~= '' and redis.call('HEXISTS', KEYS[4], stream) == 1 then return -1 end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', ARGV[1])
+if stream ~= '' then
+  if ARGV[5] == '1' then redis.call('HDEL', KEYS[3], stream)
+  else redis.call('HSET', KEYS[3], stream, ARGV[4]) end
+end
 return seq
 ";
+
+/// Closes an orphaned stream once: if it still runs (has a last seq), mark it
+/// closed and append the final chunk (ARGV[1]) with the next seq.
+/// Returns {roomSeq, seq}, or nil when there was nothing to close.
+const CLOSE: &str = r"
+local last = redis.call('HGET', KEYS[3], ARGV[3])
+if not last then return nil end
+redis.call('HDEL', KEYS[3], ARGV[3])
+redis.call('HSET', KEYS[4], ARGV[3], '1')
+redis.call('EXPIRE', KEYS[4], 86400)
+local event = cjson.decode(ARGV[1])
+local next_seq = tonumber(last) + 1
+event['data']['seq'] = next_seq
+local seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', cjson.encode(event))
+return {seq, next_seq}
+";
+
+/// A stream is an orphan once its heartbeat is this late.
+const STREAM_DEADLINE_MS: u64 = 3_000;
 
 pub struct RedisStore {
     conn: RedisConnection,
@@ -28,6 +62,7 @@ pub struct RedisStore {
     log_len: usize,
     history_turns: usize,
     append: Script,
+    close: Script,
 }
 
 impl RedisStore {
@@ -38,32 +73,55 @@ impl RedisStore {
             log_len,
             history_turns,
             append: Script::new(APPEND),
+            close: Script::new(CLOSE),
         }
     }
 
     fn key(&self, room: &str, what: &str) -> String {
         format!("{}:{{{room}}}:{what}", self.prefix)
     }
+
+    fn streams_key(&self) -> String {
+        format!("{}:streams", self.prefix)
+    }
+
+    /// Room names never contain `|`.
+    fn member(stream: &StreamRef) -> String {
+        format!("{}|{}", stream.room, stream.stream_id)
+    }
 }
 
 fn store_error(error: impl std::fmt::Display) -> StoreError {
-    StoreError(error.to_string())
+    StoreError::Unavailable(error.to_string())
 }
 
 #[async_trait]
 impl RoomStore for RedisStore {
     async fn append(&self, mut event: RoomEvent) -> Result<RoomEvent, StoreError> {
         let json = serde_json::to_string(&event).map_err(store_error)?;
-        let seq: u64 = self
+        let (stream, seq, done) = match &event {
+            RoomEvent::AiChunk(chunk) => (chunk.stream_id.as_str(), chunk.seq, chunk.done),
+            RoomEvent::Message(_) => ("", 0, false),
+        };
+        let room = event.room();
+        let room_seq: i64 = self
             .append
-            .key(self.key(event.room(), "seq"))
-            .key(self.key(event.room(), "log"))
+            .key(self.key(room, "seq"))
+            .key(self.key(room, "log"))
+            .key(self.key(room, "streams"))
+            .key(self.key(room, "closed"))
             .arg(json)
             .arg(self.log_len)
+            .arg(stream)
+            .arg(seq)
+            .arg(if done { "1" } else { "0" })
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(store_error)?;
-        event.set_room_seq(seq);
+        if room_seq < 0 {
+            return Err(StoreError::StreamClosed);
+        }
+        event.set_room_seq(room_seq as u64);
         Ok(event)
     }
 
@@ -117,6 +175,89 @@ impl RoomStore for RedisStore {
             .query_async::<()>(&mut self.conn.clone())
             .await
             .map_err(store_error)
+    }
+
+    async fn stream_started(&self, stream: &StreamRef) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = conn
+            .hset_nx(self.key(&stream.room, "streams"), &stream.stream_id, 0)
+            .await
+            .map_err(store_error)?;
+        self.streams_alive(std::slice::from_ref(stream)).await
+    }
+
+    async fn streams_alive(&self, streams: &[StreamRef]) -> Result<(), StoreError> {
+        if streams.is_empty() {
+            return Ok(());
+        }
+        let deadline = now_ms() + STREAM_DEADLINE_MS;
+        let items: Vec<(u64, String)> = streams
+            .iter()
+            .map(|s| (deadline, Self::member(s)))
+            .collect();
+        self.conn
+            .clone()
+            .zadd_multiple(self.streams_key(), &items)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn stream_finished(&self, stream: &StreamRef) -> Result<(), StoreError> {
+        self.conn
+            .clone()
+            .zrem(self.streams_key(), Self::member(stream))
+            .await
+            .map_err(store_error)
+    }
+
+    async fn orphaned_streams(&self) -> Result<Vec<StreamRef>, StoreError> {
+        let members: Vec<String> = self
+            .conn
+            .clone()
+            .zrangebyscore_limit(self.streams_key(), "-inf", now_ms(), 0, 100)
+            .await
+            .map_err(store_error)?;
+        Ok(members
+            .into_iter()
+            .filter_map(|m| {
+                let (room, stream_id) = m.split_once('|')?;
+                Some(StreamRef {
+                    room: room.to_owned(),
+                    stream_id: stream_id.to_owned(),
+                })
+            })
+            .collect())
+    }
+
+    async fn close_stream(&self, mut last: RoomEvent) -> Result<Option<RoomEvent>, StoreError> {
+        let RoomEvent::AiChunk(chunk) = &last else {
+            return Ok(None);
+        };
+        let stream = StreamRef {
+            room: chunk.room.clone(),
+            stream_id: chunk.stream_id.clone(),
+        };
+        let json = serde_json::to_string(&last).map_err(store_error)?;
+        let closed: Option<(u64, u32)> = self
+            .close
+            .key(self.key(&stream.room, "seq"))
+            .key(self.key(&stream.room, "log"))
+            .key(self.key(&stream.room, "streams"))
+            .key(self.key(&stream.room, "closed"))
+            .arg(json)
+            .arg(self.log_len)
+            .arg(&stream.stream_id)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        self.stream_finished(&stream).await?;
+        Ok(closed.map(|(room_seq, seq)| {
+            if let RoomEvent::AiChunk(chunk) = &mut last {
+                chunk.seq = seq;
+            }
+            last.set_room_seq(room_seq);
+            last
+        }))
     }
 
     async fn recent_turns(&self, room: &str) -> Result<Vec<Turn>, StoreError> {
