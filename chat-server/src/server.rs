@@ -8,7 +8,9 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context;
 use axum::Router;
 use futures::future::BoxFuture;
-use socketioxide::{SocketIo, SocketIoBuilder, adapter::Adapter, layer::SocketIoLayer};
+use socketioxide::{
+    SocketIo, SocketIoBuilder, adapter::Adapter, layer::SocketIoLayer, socket::Sid,
+};
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tokio::{net::TcpListener, sync::mpsc};
 use tokio_util::sync::CancellationToken;
@@ -120,11 +122,19 @@ impl Server {
         }
         let drain = Drain::new(config.drain_rate, config.drain_jitter_ms, metrics.clone());
         let admin_app = admin::router(io.clone(), metrics, drain.clone(), token);
+        let sessions = io.clone();
+        let gate = drain::SessionGate {
+            drain: drain.clone(),
+            holds: Arc::new(move |sid: &str| {
+                sid.parse::<Sid>()
+                    .is_ok_and(|sid| sessions.get_socket(sid).is_some())
+            }),
+        };
         let public_app = web::router()
             .layer(layer)
             .layer(axum::middleware::from_fn_with_state(
-                drain.clone(),
-                drain::refuse_new_sessions,
+                gate,
+                drain::gate_sessions,
             ));
         let (starter, drainer) = (io.clone(), drain.clone());
         Ok(Self {

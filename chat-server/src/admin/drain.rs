@@ -202,29 +202,38 @@ impl Drain {
     }
 }
 
-/// Public-port middleware: while draining, a new Engine.IO session (a request
-/// to /socket.io/ without `sid`, polling or WebSocket) gets 503 so the load
-/// balancer tries another server; existing sessions carry on until moved.
-pub async fn refuse_new_sessions(
-    axum::extract::State(drain): axum::extract::State<Arc<Drain>>,
+/// Decides, on the public port, which Socket.IO requests a draining server
+/// turns away with 503 (so that a load balancer retries another server):
+/// new sessions, and requests for sessions this server does not hold (a
+/// sticky balancer keeps sending a moved client's requests here first).
+#[derive(Clone)]
+pub struct SessionGate {
+    pub drain: Arc<Drain>,
+    /// True when this server holds the Engine.IO session with that id.
+    pub holds: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
+pub async fn gate_sessions(
+    axum::extract::State(gate): axum::extract::State<SessionGate>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let new_session = request.uri().path().starts_with("/socket.io")
-        && !request
+    if gate.drain.refuses_new_sessions() && request.uri().path().starts_with("/socket.io") {
+        let sid = request
             .uri()
             .query()
             .unwrap_or("")
             .split('&')
-            .any(|pair| pair.starts_with("sid="));
-    if new_session && drain.refuses_new_sessions() {
-        return (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            [(axum::http::header::RETRY_AFTER, "1")],
-            "this server is draining; connect to another one\n",
-        )
-            .into_response();
+            .find_map(|pair| pair.strip_prefix("sid="));
+        if !sid.is_some_and(|sid| (gate.holds)(sid)) {
+            return (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                [(axum::http::header::RETRY_AFTER, "1")],
+                "this server is draining; connect to another one\n",
+            )
+                .into_response();
+        }
     }
     next.run(request).await
 }

@@ -3,7 +3,9 @@
 //! `roomSeq > after`, oldest first, and live events after that. Live events
 //! can overtake replayed ones, so clients apply events in `roomSeq` order and
 //! drop duplicates. Ack `{ok: {room, replayed, roomSeq}}`, or `resume_too_old`
-//! with `oldestRoomSeq` when the log no longer reaches back to `after`.
+//! with `oldestRoomSeq` when the log no longer reaches back to `after`. The
+//! ack's `roomSeq` is the room's latest; if it is below `after`, the room's
+//! numbering started again and the client should reset its counter.
 
 use serde_json::{Value, json};
 use socketioxide::{
@@ -48,11 +50,14 @@ async fn resume<A: Adapter, E: std::fmt::Display>(
             return Err(error.into());
         }
     };
-    let last = events.last().and_then(|e| e.room_seq()).unwrap_or(after);
+    let replayed_to = events.last().and_then(|e| e.room_seq()).unwrap_or(after);
+    // The room's head: lower than `after` tells the client the room's numbering
+    // started again (a restarted in-memory server, or Redis that restarted empty).
+    let head = state.store.last_seq(&room).await.unwrap_or(replayed_to);
     for event in &events {
         if let Err(error) = event.emit_to_socket(socket) {
             tracing::debug!(%error, "a replayed event did not reach the socket");
         }
     }
-    Ok(json!({"room": room, "replayed": events.len(), "roomSeq": last}))
+    Ok(json!({"room": room, "replayed": events.len(), "roomSeq": head}))
 }
