@@ -42,6 +42,11 @@ export function startServer(args = [], { env = {} } = {}) {
             if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
             return exited;
           },
+          /** Sends `signal` (e.g. 'SIGKILL' for a crash) and resolves on exit. */
+          async kill(signal) {
+            if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+            return exited;
+          },
         });
       }
     });
