@@ -1,5 +1,5 @@
 # chatscale: `make test` is the one command CI and developers run.
-.PHONY: test deps lint rust-test js-test run
+.PHONY: test deps lint rust-test js-test run bench
 
 CHAT_SERVER_BIN := $(CURDIR)/target/debug/chat-server
 
@@ -24,3 +24,9 @@ js-test:
 
 run:
 	cargo run --release -p chat-server
+
+# Scale-out benchmark (not part of `make test`): 3 release chat-servers on one
+# fresh redis-server; prints cross-server latency and Redis commands per AI answer.
+bench:
+	cargo build --release -p chat-server --locked
+	CHAT_SERVER_BIN=$(CURDIR)/target/release/chat-server node bench/scaleout.mjs

@@ -6,10 +6,11 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use axum::Router;
+use axum::{Router, serve::ListenerExt};
 use futures::future::BoxFuture;
 use socketioxide::{
-    SocketIo, SocketIoBuilder, adapter::Adapter, layer::SocketIoLayer, socket::Sid,
+    SocketIo, SocketIoBuilder, adapter::Adapter, handler::ConnectHandler, layer::SocketIoLayer,
+    socket::Sid,
 };
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tokio::{net::TcpListener, sync::mpsc};
@@ -61,7 +62,7 @@ impl Server {
                 ));
                 let state = AppState::new(config, store, metrics.clone())?;
                 let (layer, io) = builder.with_state(state).build_layer();
-                io.ns("/", events::on_connect);
+                io.ns("/", events::on_connect.with(events::register_handlers));
                 Self::assemble(config, layer, io, metrics).await
             }
             Some(url) => {
@@ -89,7 +90,7 @@ impl Server {
                     ))
                     .with_state(state.clone())
                     .build_layer();
-                io.ns("/", events::on_connect)
+                io.ns("/", events::on_connect.with(events::register_handlers))
                     .await
                     .context("subscribing to the Redis adapter channels")?;
                 ai::streams::watch(io.clone(), state);
@@ -180,7 +181,11 @@ impl Server {
             close.await;
             trigger.cancel();
         });
-        let public = axum::serve(self.public, self.public_app)
+        // Small writes (an event, then its ack) must not wait for Nagle's algorithm.
+        let public = self.public.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let public = axum::serve(public, self.public_app)
             .with_graceful_shutdown(stop.clone().cancelled_owned());
         let admin =
             axum::serve(self.admin, self.admin_app).with_graceful_shutdown(stop.cancelled_owned());

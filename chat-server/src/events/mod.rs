@@ -10,6 +10,8 @@ mod message;
 mod resume;
 pub mod validate;
 
+use std::convert::Infallible;
+
 use serde::Serialize;
 use socketioxide::{
     adapter::Adapter,
@@ -21,14 +23,22 @@ use crate::{
     protocol::{Ack, ChatError},
 };
 
-/// Registers the handlers on each new socket.
+/// The namespace's connect handler: use as `on_connect.with(register_handlers)`.
 pub async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
     tracing::debug!(sid = %socket.id, "socket connected");
+}
+
+/// Registers the event handlers on a new socket. It runs as a connect
+/// middleware, before the CONNECT answer goes out: socketioxide runs the connect
+/// handler only after that answer, so an event a client sends right after
+/// connecting could otherwise arrive before its handler and be dropped.
+pub async fn register_handlers<A: Adapter>(socket: SocketRef<A>) -> Result<(), Infallible> {
     socket.on("join", join::handle::<A>);
     socket.on("leave", leave::handle::<A>);
     socket.on("message", message::handle::<A>);
     socket.on("ai-query", ai_query::handle::<A>);
     socket.on("resume", resume::handle::<A>);
+    Ok(())
 }
 
 /// Sends the ack for `event` and counts refusals.
