@@ -33,22 +33,30 @@ async fn join<A: Adapter, E: std::fmt::Display>(
 ) -> Result<Value, ChatError> {
     let JoinRequest { room } = validate::payload(data, "{room: string}")?;
     validate::room_name(&room)?;
-    let newly_joined = enter(socket, &room)?;
-    // Joined first, then read: nothing published in between is missed.
-    match state.store.last_seq(&room).await {
-        Ok(room_seq) => Ok(json!({"room": room, "roomSeq": room_seq})),
-        Err(error) => {
-            if newly_joined {
-                socket.leave(room);
-            }
-            Err(error.into())
+    let room_seq = enter_then(socket, &room, state.store.last_seq(&room)).await?;
+    Ok(json!({"room": room, "roomSeq": room_seq}))
+}
+
+/// Joins `room`, then runs `read`: whatever is published in between arrives
+/// live, so a read of the room's state misses nothing. If the read fails, a
+/// socket that was not in the room before leaves it again: nothing happened.
+pub(super) async fn enter_then<A: Adapter, T, E: Into<ChatError>>(
+    socket: &SocketRef<A>,
+    room: &str,
+    read: impl Future<Output = Result<T, E>>,
+) -> Result<T, ChatError> {
+    let newly_joined = enter(socket, room)?;
+    read.await.map_err(|error| {
+        if newly_joined {
+            socket.leave(room.to_owned());
         }
-    }
+        error.into()
+    })
 }
 
 /// Joins `room` unless the socket is already in it; refuses a room past the
 /// per-socket limit. Returns whether the socket was newly joined.
-pub(super) fn enter<A: Adapter>(socket: &SocketRef<A>, room: &str) -> Result<bool, ChatError> {
+fn enter<A: Adapter>(socket: &SocketRef<A>, room: &str) -> Result<bool, ChatError> {
     let rooms = socket.rooms();
     if rooms.iter().any(|r| r == room) {
         return Ok(false);

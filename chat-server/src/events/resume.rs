@@ -39,17 +39,7 @@ async fn resume<A: Adapter, E: std::fmt::Display>(
     let ResumeRequest { room, after } =
         validate::payload(data, "{room: string, after: non-negative integer}")?;
     validate::room_name(&room)?;
-    let newly_joined = join::enter(socket, &room)?;
-    // Joined first, then read: anything published meanwhile arrives live.
-    let events = match state.store.events_after(&room, after).await {
-        Ok(events) => events,
-        Err(error) => {
-            if newly_joined {
-                socket.leave(room);
-            }
-            return Err(error.into());
-        }
-    };
+    let events = join::enter_then(socket, &room, state.store.events_after(&room, after)).await?;
     let replayed_to = events.last().and_then(|e| e.room_seq()).unwrap_or(after);
     // The room's head: lower than `after` tells the client the room's numbering
     // started again (a restarted in-memory server, or Redis that restarted empty).

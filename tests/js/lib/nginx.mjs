@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from './wait.mjs';
+import { freePort } from './ports.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const nginxBin = process.env.NGINX_BIN ?? '/usr/sbin/nginx';
@@ -58,19 +59,6 @@ http {
     include ${p('chatscale.conf')};
 }
 `;
-}
-
-/** Finds a free TCP port on 127.0.0.1 (listens on port 0, then releases it). */
-export function freePort() {
-  return new Promise((resolvePort, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolvePort(port));
-    });
-  });
 }
 
 function accepts(port) {
