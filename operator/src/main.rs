@@ -1,9 +1,30 @@
-//! chatscale-operator: reconciles `ChatCluster` resources into running chat clusters.
-//!
-//! The controller, CRD generation and rendering arrive with their own issue; this
-//! placeholder keeps the workspace building and says so honestly.
+//! chatscale-operator: `crd` prints the CustomResourceDefinition; `run` (the
+//! controller) arrives with the controller work.
 
-fn main() {
-    eprintln!("chatscale-operator: not implemented yet (see the operator issue)");
-    std::process::exit(2);
+use clap::{Parser, Subcommand};
+use kube::CustomResourceExt;
+
+use chatscale_operator::api::ChatCluster;
+
+#[derive(Parser)]
+#[command(name = "chatscale-operator", version, about = "Kubernetes operator for ChatCluster resources")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the ChatCluster CustomResourceDefinition as YAML (what crds/ holds).
+    Crd,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Some(Command::Crd) => {
+            print!("{}", serde_saphyr::to_string(&ChatCluster::crd())?);
+            Ok(())
+        }
+        None => anyhow::bail!("the controller (`run`) is not built yet; see the operator issue"),
+    }
 }

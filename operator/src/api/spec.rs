@@ -1,0 +1,372 @@
+//! The desired state of a chat cluster. Every field has a doc comment: it
+//! becomes the `kubectl explain` text.
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::ChatClusterStatus;
+
+/// A Socket.IO chat cluster for AI conversations: chat-server pods, Redis,
+/// sticky routing, and autoscaling on connections and Redis throughput.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "chatscale.dev",
+    version = "v1alpha1",
+    kind = "ChatCluster",
+    doc = "A chat cluster: chat-server pods, Redis, sticky routing and autoscaling.",
+    namespaced,
+    shortname = "chat",
+    category = "chatscale",
+    status = "ChatClusterStatus",
+    cel,
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Desired", type_ = "integer", json_path = ".status.desiredReplicas"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(name = "Connections", type_ = "integer", json_path = ".status.connections"),
+    printcolumn(name = "Redis ops/s", type_ = "integer", json_path = ".status.redisOpsPerSec"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatClusterSpec {
+    /// chat-server container image.
+    #[serde(default = "default_image")]
+    pub image: String,
+
+    /// chat-server pods. With autoscaling on, the operator sets this within
+    /// `autoscaling.minReplicas`..`maxReplicas`; with it off, you do (or
+    /// `kubectl scale`, or an HPA/KEDA through the scale subresource).
+    #[serde(default = "default_replicas")]
+    #[x_kube(validation = Rule::new("self >= 1").message("replicas must be at least 1"))]
+    pub replicas: i32,
+
+    /// Compute resources of each chat-server container.
+    #[serde(default = "default_chat_resources")]
+    pub resources: ResourceRequirements,
+
+    /// Where room state and broadcasts live: a Redis the operator runs
+    /// (`managed`, the default) or one you run (`external`). Exactly one.
+    #[serde(default)]
+    pub redis: RedisSpec,
+
+    /// How users reach the cluster, with sticky sessions.
+    pub routing: RoutingSpec,
+
+    /// Scaling on connections and Redis throughput.
+    #[serde(default)]
+    pub autoscaling: AutoscalingSpec,
+
+    /// How pods are emptied before they are removed.
+    #[serde(default)]
+    pub drain: DrainSpec,
+
+    /// The model that answers `ai-query`.
+    #[serde(default)]
+    pub ai: AiSpec,
+}
+
+fn default_image() -> String {
+    "ghcr.io/chatscale/chat-server:0.1.0".into()
+}
+
+fn default_replicas() -> i32 {
+    2
+}
+
+fn default_chat_resources() -> ResourceRequirements {
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    ResourceRequirements {
+        requests: Some(
+            [("cpu", "250m"), ("memory", "256Mi")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
+                .collect(),
+        ),
+        limits: Some([("memory".to_owned(), Quantity("1Gi".to_owned()))].into_iter().collect()),
+        ..Default::default()
+    }
+}
+
+/// A key of a Secret in the ChatCluster's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct SecretKeyRef {
+    /// Secret name.
+    pub name: String,
+    /// Key inside the Secret.
+    pub key: String,
+}
+
+/// Redis: exactly one of `managed` and `external`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.managed) != has(self.external)").message("set exactly one of redis.managed and redis.external"))]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSpec {
+    /// A single Redis the operator runs (StatefulSet, Service, generated password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedRedis>,
+    /// A Redis you run; its URL comes from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalRedis>,
+}
+
+impl Default for RedisSpec {
+    fn default() -> Self {
+        Self {
+            managed: Some(ManagedRedis::default()),
+            external: None,
+        }
+    }
+}
+
+/// A Redis StatefulSet run by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedRedis {
+    /// Redis image (Redis 7 or newer).
+    #[serde(default = "default_redis_image")]
+    pub image: String,
+    /// Size of the persistent volume for the append-only file.
+    #[serde(default = "default_redis_storage")]
+    pub storage: String,
+    /// Compute resources of the Redis container.
+    #[serde(default = "default_redis_resources")]
+    pub resources: ResourceRequirements,
+}
+
+impl Default for ManagedRedis {
+    fn default() -> Self {
+        Self {
+            image: default_redis_image(),
+            storage: default_redis_storage(),
+            resources: default_redis_resources(),
+        }
+    }
+}
+
+fn default_redis_image() -> String {
+    "redis:7.4-alpine".into()
+}
+
+fn default_redis_storage() -> String {
+    "1Gi".into()
+}
+
+fn default_redis_resources() -> ResourceRequirements {
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    ResourceRequirements {
+        requests: Some(
+            [("cpu", "100m"), ("memory", "256Mi")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
+                .collect(),
+        ),
+        limits: Some([("memory".to_owned(), Quantity("1Gi".to_owned()))].into_iter().collect()),
+        ..Default::default()
+    }
+}
+
+/// A Redis you run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalRedis {
+    /// Secret key holding the Redis URL, e.g. `redis://:password@redis:6379/0`.
+    pub url_secret_ref: SecretKeyRef,
+    /// The URL is a seed node of a Redis Cluster (sharded pub/sub).
+    #[serde(default)]
+    pub cluster: bool,
+}
+
+/// Public routing with sticky sessions: an Ingress or a Gateway API HTTPRoute.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!(has(self.ingress) && has(self.gateway))").message("set at most one of routing.ingress and routing.gateway"))]
+#[serde(rename_all = "camelCase")]
+pub struct RoutingSpec {
+    /// Public host name, e.g. `chat.example.com`.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("host must be a DNS name"))]
+    pub host: String,
+    /// Secret with the TLS certificate for `host`; plain HTTP without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret_name: Option<String>,
+    /// Route through an Ingress (the default when neither is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressRouting>,
+    /// Route through a Gateway API HTTPRoute with cookie session persistence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayRouting>,
+    /// Session affinity of the client Service (`None` or `ClientIP`).
+    #[serde(default)]
+    pub service_affinity: ServiceAffinity,
+    /// Name of the affinity cookie.
+    #[serde(default = "default_cookie")]
+    pub cookie_name: String,
+}
+
+fn default_cookie() -> String {
+    "chatscale-affinity".into()
+}
+
+/// Session affinity of the client Service.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum ServiceAffinity {
+    #[default]
+    None,
+    ClientIP,
+}
+
+/// An Ingress with the session-affinity annotations of one controller.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressRouting {
+    /// Which controller reads the Ingress: its annotations differ.
+    #[serde(default)]
+    pub flavor: IngressFlavor,
+    /// `spec.ingressClassName`; the cluster default class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+}
+
+/// Ingress controllers whose stickiness annotations chatscale knows.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum IngressFlavor {
+    /// kubernetes/ingress-nginx and its maintained forks (Chainguard, Forkline).
+    #[default]
+    IngressNginx,
+    /// Traefik's Kubernetes Ingress provider (sticky cookie on the Service).
+    Traefik,
+    /// jcmoraisjr/haproxy-ingress.
+    Haproxy,
+}
+
+/// A Gateway API HTTPRoute attached to existing Gateways.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("size(self.parentRefs) >= 1").message("gateway.parentRefs needs at least one Gateway"))]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayRouting {
+    /// Gateways (or listeners of them) the route attaches to.
+    pub parent_refs: Vec<ParentRef>,
+}
+
+/// A Gateway the HTTPRoute attaches to.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentRef {
+    /// Gateway name.
+    pub name: String,
+    /// Gateway namespace; the ChatCluster's when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Listener name on the Gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+}
+
+/// Autoscaling on connections and Redis throughput.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("1 <= self.minReplicas && self.minReplicas <= self.maxReplicas").message("autoscaling needs 1 <= minReplicas <= maxReplicas"))]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingSpec {
+    /// Let the operator set `replicas`.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Never fewer pods than this.
+    #[serde(default = "default_min")]
+    pub min_replicas: i32,
+    /// Never more pods than this.
+    #[serde(default = "default_max")]
+    pub max_replicas: i32,
+    /// Socket.IO connections one pod is sized for.
+    #[serde(default = "default_connections")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000000").message("targetConnectionsPerPod must be 1..1000000"))]
+    pub target_connections_per_pod: i32,
+}
+
+impl Default for AutoscalingSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_replicas: default_min(),
+            max_replicas: default_max(),
+            target_connections_per_pod: default_connections(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_min() -> i32 {
+    2
+}
+
+fn default_max() -> i32 {
+    10
+}
+
+fn default_connections() -> i32 {
+    5000
+}
+
+/// How a pod is emptied before removal.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainSpec {
+    /// Longest a drain may take, in seconds; the pod's termination grace period is this plus a margin.
+    #[serde(default = "default_drain_timeout")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 3600").message("drain.timeoutSeconds must be 1..3600"))]
+    pub timeout_seconds: i32,
+    /// At most this many clients disconnected per second.
+    #[serde(default = "default_drain_rate")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100000").message("drain.rate must be 1..100000"))]
+    pub rate: i32,
+}
+
+impl Default for DrainSpec {
+    fn default() -> Self {
+        Self {
+            timeout_seconds: default_drain_timeout(),
+            rate: default_drain_rate(),
+        }
+    }
+}
+
+fn default_drain_timeout() -> i32 {
+    300
+}
+
+fn default_drain_rate() -> i32 {
+    500
+}
+
+/// The AI model behind `ai-query`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AiSpec {
+    /// `demo` (built in, no network) or `openai` (any OpenAI-compatible endpoint).
+    #[serde(default)]
+    pub provider: AiProvider,
+    /// API root of the OpenAI-compatible endpoint, e.g. `https://api.openai.com/v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Model name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Secret key holding the API key; mounted as a file, never put in env or logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<SecretKeyRef>,
+}
+
+/// AI providers.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AiProvider {
+    #[default]
+    Demo,
+    Openai,
+}

@@ -1,0 +1,6 @@
+//! chatscale-operator: turns `ChatCluster` resources into running chat
+//! clusters. `api` is what users write; `resources` builds every Kubernetes
+//! object as a pure function of a ChatCluster.
+
+pub mod api;
+pub mod resources;
