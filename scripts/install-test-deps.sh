@@ -24,4 +24,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# The Kubernetes OpenAPI schemas (1.25-1.37), offline, for the operator's rendered objects.
+command -v kubernetes-validate >/dev/null || python3 -m pip install --quiet --root-user-action=ignore kubernetes-validate==1.37.0
+
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)

@@ -3,4 +3,5 @@
 //! object as a pure function of a ChatCluster.
 
 pub mod api;
+pub mod render;
 pub mod resources;
