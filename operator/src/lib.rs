@@ -3,5 +3,8 @@
 //! object as a pure function of a ChatCluster.
 
 pub mod api;
+pub mod controller;
+pub mod leader;
 pub mod render;
 pub mod resources;
+pub mod telemetry;

@@ -1,6 +1,5 @@
-//! chatscale-operator: `crd` prints the CustomResourceDefinition, `render`
-//! prints the objects for a ChatCluster; `run` (the controller) arrives with
-//! the controller work.
+//! chatscale-operator: `run` (the default) is the controller; `crd` prints
+//! the CustomResourceDefinition; `render` prints the objects for a ChatCluster.
 
 use clap::{Parser, Subcommand};
 use kube::CustomResourceExt;
@@ -20,6 +19,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controller (the default).
+    Run {
+        /// Address of /metrics, /healthz and /readyz.
+        #[arg(long, env = "OPERATOR_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
+        http_address: std::net::SocketAddr,
+        /// Namespace of the leader-election Lease (the operator's own).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "chatscale-system")]
+        lease_namespace: String,
+        /// This replica's name in the Lease.
+        #[arg(long, env = "POD_NAME", default_value = "chatscale-operator")]
+        identity: String,
+    },
     /// Print the ChatCluster CustomResourceDefinition as YAML (what crds/ holds).
     Crd,
     /// Print every object the operator would apply for a ChatCluster manifest.
@@ -30,7 +41,8 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Some(Command::Crd) => {
             print!("{}", serde_saphyr::to_string(&ChatCluster::crd())?);
@@ -42,6 +54,48 @@ fn main() -> anyhow::Result<()> {
             print!("{}", chatscale_operator::render::render(&manifest)?);
             Ok(())
         }
-        None => anyhow::bail!("the controller (`run`) is not built yet; see the operator issue"),
+        Some(Command::Run { http_address, lease_namespace, identity }) => {
+            run(http_address, &lease_namespace, &identity).await
+        }
+        None => run("0.0.0.0:8080".parse()?, "chatscale-system", "chatscale-operator").await,
+    }
+}
+
+async fn run(http_address: std::net::SocketAddr, lease_namespace: &str, identity: &str) -> anyhow::Result<()> {
+    use chatscale_operator::{controller, leader::Elector, telemetry};
+    tracing_subscriber::fmt().json().with_writer(std::io::stderr).init();
+    let client = kube::Client::try_default().await?;
+    let context = std::sync::Arc::new(controller::Context::new(client.clone()));
+    let registry = prometheus::Registry::new();
+    context.metrics.register(&registry)?;
+    tokio::spawn(telemetry::serve(http_address, registry));
+
+    let elector = Elector::new(client.clone(), lease_namespace, "chatscale-operator", identity);
+    tokio::select! {
+        () = elector.acquire() => {}
+        () = shutdown() => return Ok(()),
+    }
+    // Stop reconciling on SIGTERM or when the lease is lost (a restart re-elects).
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown() => {}
+            () = elector.hold() => {}
+        }
+        let _ = stop.send(());
+    });
+    controller::run(client, context, async move {
+        let _ = stopped.await;
+    })
+    .await;
+    Ok(())
+}
+
+async fn shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }

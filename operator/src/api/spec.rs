@@ -10,6 +10,8 @@ use super::ChatClusterStatus;
 
 /// A Socket.IO chat cluster for AI conversations: chat-server pods, Redis,
 /// sticky routing, and autoscaling on connections and Redis throughput.
+// Several printer columns share `type_ = "integer"`: not a duplicate.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "chatscale.dev",
@@ -26,11 +28,27 @@ use super::ChatClusterStatus;
         status_replicas_path = ".status.replicas",
         label_selector_path = ".status.selector"
     ),
-    printcolumn(name = "Desired", type_ = "integer", json_path = ".status.desiredReplicas"),
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        json_path = ".status.desiredReplicas"
+    ),
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
-    printcolumn(name = "Connections", type_ = "integer", json_path = ".status.connections"),
-    printcolumn(name = "Redis ops/s", type_ = "integer", json_path = ".status.redisOpsPerSec"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Connections",
+        type_ = "integer",
+        json_path = ".status.connections"
+    ),
+    printcolumn(
+        name = "Redis ops/s",
+        type_ = "integer",
+        json_path = ".status.redisOpsPerSec"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ChatClusterSpec {
@@ -87,7 +105,11 @@ fn default_chat_resources() -> ResourceRequirements {
                 .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
                 .collect(),
         ),
-        limits: Some([("memory".to_owned(), Quantity("1Gi".to_owned()))].into_iter().collect()),
+        limits: Some(
+            [("memory".to_owned(), Quantity("1Gi".to_owned()))]
+                .into_iter()
+                .collect(),
+        ),
         ..Default::default()
     }
 }
@@ -165,7 +187,11 @@ fn default_redis_resources() -> ResourceRequirements {
                 .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
                 .collect(),
         ),
-        limits: Some([("memory".to_owned(), Quantity("1Gi".to_owned()))].into_iter().collect()),
+        limits: Some(
+            [("memory".to_owned(), Quantity("1Gi".to_owned()))]
+                .into_iter()
+                .collect(),
+        ),
         ..Default::default()
     }
 }

@@ -1,0 +1,147 @@
+//! One reconcile of one ChatCluster: read the generated secrets, build every
+//! desired object, apply them, and write the status. An invalid spec that got
+//! past the schema makes the cluster Degraded (with an Event), not a crash loop.
+
+use std::{sync::Arc, time::Duration};
+
+use k8s_openapi::{api::apps::v1::Deployment, jiff::Timestamp};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+    },
+};
+use prometheus::IntCounter;
+use serde_json::json;
+
+use super::{
+    apply::{self, FIELD_MANAGER},
+    secrets,
+    status::{self, Observed},
+};
+use crate::{
+    api::ChatCluster,
+    resources::{self, names},
+};
+
+/// Look again this often even when nothing changes.
+const RESYNC: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Error(String);
+
+impl From<anyhow::Error> for Error {
+    fn from(error: anyhow::Error) -> Self {
+        Self(format!("{error:#}"))
+    }
+}
+
+impl From<kube::Error> for Error {
+    fn from(error: kube::Error) -> Self {
+        Self(error.to_string())
+    }
+}
+
+pub struct Metrics {
+    pub reconciles: IntCounter,
+    pub failures: IntCounter,
+}
+
+impl Metrics {
+    pub fn register(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.reconciles.clone()))?;
+        registry.register(Box::new(self.failures.clone()))
+    }
+}
+
+pub struct Context {
+    client: Client,
+    recorder: Recorder,
+    pub metrics: Metrics,
+}
+
+impl Context {
+    pub fn new(client: Client) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics: Metrics {
+                reconciles: IntCounter::new("chatscale_operator_reconciles_total", "Reconciles run").unwrap(),
+                failures: IntCounter::new("chatscale_operator_reconcile_failures_total", "Reconciles that failed").unwrap(),
+            },
+        }
+    }
+
+    async fn event(&self, cc: &ChatCluster, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &cc.object_ref(&())).await {
+            tracing::debug!(%error, "an Event could not be recorded");
+        }
+    }
+}
+
+pub async fn reconcile(cc: Arc<ChatCluster>, context: Arc<Context>) -> Result<Action, Error> {
+    context.metrics.reconciles.inc();
+    let client = &context.client;
+    if let Err(invalid) = cc.validate_cel().map_err(|e| e.to_string()).and_then(|()| {
+        // Builders refuse what the schema cannot express (e.g. openai without a key).
+        resources::desired(&cc, &resources::Generated::placeholders())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }) {
+        context.event(&cc, EventType::Warning, "InvalidSpec", invalid.clone()).await;
+        write_status(client, &cc, Observed::Invalid(&invalid)).await?;
+        return Ok(Action::await_change());
+    }
+
+    let generated = secrets::generated(client, &cc).await?;
+    let objects = resources::desired(&cc, &generated).map_err(|e| Error(e.to_string()))?;
+    let first = deployment(client, &cc).await?.is_none();
+    for object in &objects {
+        apply::apply(client, object).await?;
+    }
+    if first {
+        let note = format!("created {} objects", objects.len());
+        context.event(&cc, EventType::Normal, "Created", note).await;
+    }
+    let current = deployment(client, &cc).await?;
+    write_status(client, &cc, Observed::Applied(current.as_ref())).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+async fn deployment(client: &Client, cc: &ChatCluster) -> Result<Option<Deployment>, Error> {
+    let namespace = cc.namespace().unwrap_or_else(|| "default".into());
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    Ok(deployments.get_opt(&names::chat(cc)).await?)
+}
+
+async fn write_status(client: &Client, cc: &ChatCluster, observed: Observed<'_>) -> Result<(), Error> {
+    let namespace = cc.namespace().unwrap_or_else(|| "default".into());
+    let clusters: Api<ChatCluster> = Api::namespaced(client.clone(), &namespace);
+    let status = status::status(cc, observed, Timestamp::now());
+    clusters
+        .patch_status(
+            &cc.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(json!({
+                "apiVersion": ChatCluster::api_version(&()),
+                "kind": ChatCluster::kind(&()),
+                "status": status,
+            })),
+        )
+        .await?;
+    Ok(())
+}
