@@ -40,7 +40,9 @@ pub fn decide(lease: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> Step
     }
     let seconds = i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS));
     match &spec.renew_time {
-        Some(MicroTime(renewed)) if *renewed + SignedDuration::from_secs(seconds) > now => Step::Wait,
+        Some(MicroTime(renewed)) if *renewed + SignedDuration::from_secs(seconds) > now => {
+            Step::Wait
+        }
         _ => Step::Take,
     }
 }
@@ -88,7 +90,12 @@ impl Elector {
     async fn try_take(&self) -> Result<bool, kube::Error> {
         let now = Timestamp::now();
         let current = self.leases.get_opt(&self.name).await?;
-        if decide(current.as_ref().and_then(|l| l.spec.as_ref()), &self.identity, now) == Step::Wait {
+        if decide(
+            current.as_ref().and_then(|l| l.spec.as_ref()),
+            &self.identity,
+            now,
+        ) == Step::Wait
+        {
             return Ok(false);
         }
         let spec = LeaseSpec {
@@ -111,7 +118,9 @@ impl Elector {
             // Replace carries the resourceVersion we read: a concurrent writer makes it fail.
             Some(mut lease) => {
                 lease.spec = Some(spec);
-                self.leases.replace(&self.name, &PostParams::default(), &lease).await?;
+                self.leases
+                    .replace(&self.name, &PostParams::default(), &lease)
+                    .await?;
             }
         }
         Ok(true)
@@ -135,8 +144,20 @@ mod tests {
     fn leadership_decisions() {
         let now = Timestamp::from_second(1_000).unwrap();
         assert_eq!(decide(None, "a", now), Step::Take);
-        assert_eq!(decide(Some(&held_by("a", 999)), "a", now), Step::Take, "renew our own");
-        assert_eq!(decide(Some(&held_by("b", 990)), "a", now), Step::Wait, "b renews");
-        assert_eq!(decide(Some(&held_by("b", 980)), "a", now), Step::Take, "b expired");
+        assert_eq!(
+            decide(Some(&held_by("a", 999)), "a", now),
+            Step::Take,
+            "renew our own"
+        );
+        assert_eq!(
+            decide(Some(&held_by("b", 990)), "a", now),
+            Step::Wait,
+            "b renews"
+        );
+        assert_eq!(
+            decide(Some(&held_by("b", 980)), "a", now),
+            Step::Take,
+            "b expired"
+        );
     }
 }

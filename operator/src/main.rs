@@ -54,23 +54,44 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", chatscale_operator::render::render(&manifest)?);
             Ok(())
         }
-        Some(Command::Run { http_address, lease_namespace, identity }) => {
-            run(http_address, &lease_namespace, &identity).await
+        Some(Command::Run {
+            http_address,
+            lease_namespace,
+            identity,
+        }) => run(http_address, &lease_namespace, &identity).await,
+        None => {
+            run(
+                "0.0.0.0:8080".parse()?,
+                "chatscale-system",
+                "chatscale-operator",
+            )
+            .await
         }
-        None => run("0.0.0.0:8080".parse()?, "chatscale-system", "chatscale-operator").await,
     }
 }
 
-async fn run(http_address: std::net::SocketAddr, lease_namespace: &str, identity: &str) -> anyhow::Result<()> {
+async fn run(
+    http_address: std::net::SocketAddr,
+    lease_namespace: &str,
+    identity: &str,
+) -> anyhow::Result<()> {
     use chatscale_operator::{controller, leader::Elector, telemetry};
-    tracing_subscriber::fmt().json().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .init();
     let client = kube::Client::try_default().await?;
     let context = std::sync::Arc::new(controller::Context::new(client.clone()));
     let registry = prometheus::Registry::new();
     context.metrics.register(&registry)?;
     tokio::spawn(telemetry::serve(http_address, registry));
 
-    let elector = Elector::new(client.clone(), lease_namespace, "chatscale-operator", identity);
+    let elector = Elector::new(
+        client.clone(),
+        lease_namespace,
+        "chatscale-operator",
+        identity,
+    );
     tokio::select! {
         () = elector.acquire() => {}
         () = shutdown() => return Ok(()),

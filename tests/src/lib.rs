@@ -2,6 +2,8 @@
 //! chat-server binary on free ports, talk to it with a real Socket.IO client
 //! (rust_socketio), and read its Prometheus metrics.
 
+pub mod fake_kube;
+
 use std::{
     path::Path,
     process::{ExitStatus, Stdio},

@@ -35,7 +35,8 @@ pub fn api_resource(object: &DynamicObject) -> anyhow::Result<ApiResource> {
         Some((group, version)) => (group, version),
         None => ("", types.api_version.as_str()),
     };
-    let plural = plural(&types.kind).ok_or_else(|| anyhow::anyhow!("no plural known for {}", types.kind))?;
+    let plural =
+        plural(&types.kind).ok_or_else(|| anyhow::anyhow!("no plural known for {}", types.kind))?;
     Ok(ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk(group, version, &types.kind),
         plural,
@@ -52,8 +53,12 @@ pub async fn apply(client: &Client, object: &DynamicObject) -> anyhow::Result<()
         .as_deref()
         .ok_or_else(|| anyhow::anyhow!("a desired object without a name"))?;
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
-        .await?;
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await?;
     Ok(())
 }
 
@@ -68,7 +73,10 @@ mod tests {
         }))
         .unwrap();
         let resource = api_resource(&object).unwrap();
-        assert_eq!((resource.group.as_str(), resource.plural.as_str()), ("apps", "deployments"));
+        assert_eq!(
+            (resource.group.as_str(), resource.plural.as_str()),
+            ("apps", "deployments")
+        );
         let core: DynamicObject = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}
         }))

@@ -31,25 +31,36 @@ use crate::api::ChatCluster;
 const RETRY: Duration = Duration::from_secs(10);
 
 /// Runs until `shutdown` completes.
-pub async fn run(client: Client, context: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=chatscale-operator");
-    Controller::new(Api::<ChatCluster>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
-        .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
-        .owns(Api::<Service>::all(client.clone()), owned.clone())
-        .owns(Api::<Secret>::all(client.clone()), owned.clone())
-        .owns(Api::<Ingress>::all(client.clone()), owned.clone())
-        .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned.clone())
-        .owns(Api::<NetworkPolicy>::all(client.clone()), owned)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => tracing::debug!(name = object.name, "reconciled"),
-                Err(error) => tracing::warn!(%error, "reconcile failed"),
-            }
-        })
-        .await;
+pub async fn run(
+    client: Client,
+    context: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let owned =
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=chatscale-operator");
+    Controller::new(
+        Api::<ChatCluster>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<Deployment>::all(client.clone()), owned.clone())
+    .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
+    .owns(Api::<Service>::all(client.clone()), owned.clone())
+    .owns(Api::<Secret>::all(client.clone()), owned.clone())
+    .owns(Api::<Ingress>::all(client.clone()), owned.clone())
+    .owns(
+        Api::<PodDisruptionBudget>::all(client.clone()),
+        owned.clone(),
+    )
+    .owns(Api::<NetworkPolicy>::all(client.clone()), owned)
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, context)
+    .for_each(|result| async move {
+        match result {
+            Ok((object, _)) => tracing::debug!(name = object.name, "reconciled"),
+            Err(error) => tracing::warn!(%error, "reconcile failed"),
+        }
+    })
+    .await;
 }
 
 fn error_policy(_: Arc<ChatCluster>, error: &reconcile::Error, context: Arc<Context>) -> Action {

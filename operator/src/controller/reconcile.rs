@@ -73,8 +73,16 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics: Metrics {
-                reconciles: IntCounter::new("chatscale_operator_reconciles_total", "Reconciles run").unwrap(),
-                failures: IntCounter::new("chatscale_operator_reconcile_failures_total", "Reconciles that failed").unwrap(),
+                reconciles: IntCounter::new(
+                    "chatscale_operator_reconciles_total",
+                    "Reconciles run",
+                )
+                .unwrap(),
+                failures: IntCounter::new(
+                    "chatscale_operator_reconcile_failures_total",
+                    "Reconciles that failed",
+                )
+                .unwrap(),
             },
         }
     }
@@ -102,7 +110,9 @@ pub async fn reconcile(cc: Arc<ChatCluster>, context: Arc<Context>) -> Result<Ac
             .map(|_| ())
             .map_err(|e| e.to_string())
     }) {
-        context.event(&cc, EventType::Warning, "InvalidSpec", invalid.clone()).await;
+        context
+            .event(&cc, EventType::Warning, "InvalidSpec", invalid.clone())
+            .await;
         write_status(client, &cc, Observed::Invalid(&invalid)).await?;
         return Ok(Action::await_change());
     }
@@ -128,7 +138,11 @@ async fn deployment(client: &Client, cc: &ChatCluster) -> Result<Option<Deployme
     Ok(deployments.get_opt(&names::chat(cc)).await?)
 }
 
-async fn write_status(client: &Client, cc: &ChatCluster, observed: Observed<'_>) -> Result<(), Error> {
+async fn write_status(
+    client: &Client,
+    cc: &ChatCluster,
+    observed: Observed<'_>,
+) -> Result<(), Error> {
     let namespace = cc.namespace().unwrap_or_else(|| "default".into());
     let clusters: Api<ChatCluster> = Api::namespaced(client.clone(), &namespace);
     let status = status::status(cc, observed, Timestamp::now());

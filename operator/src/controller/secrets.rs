@@ -28,7 +28,13 @@ async fn stored_or_new(secrets: &Api<Secret>, name: &str, key: &str) -> anyhow::
             .as_ref()
             .and_then(|d| d.get(key))
             .and_then(|v| String::from_utf8(v.0.clone()).ok());
-        from_data.or_else(|| secret.string_data.as_ref().and_then(|d| d.get(key)).cloned())
+        from_data.or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .cloned()
+        })
     });
     Ok(stored.unwrap_or_else(random_secret))
 }

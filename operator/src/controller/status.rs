@@ -1,14 +1,14 @@
 //! The status a ChatCluster shows, computed from what was observed: a pure
 //! function, so every condition and reason is tested without a cluster.
 
+use crate::{
+    api::{ChatCluster, ChatClusterStatus},
+    resources::names,
+};
 use k8s_openapi::{
     api::apps::v1::Deployment,
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
     jiff::Timestamp,
-};
-use crate::{
-    api::{ChatCluster, ChatClusterStatus},
-    resources::names,
 };
 
 /// What reconcile saw.
@@ -33,35 +33,75 @@ pub fn status(cc: &ChatCluster, observed: Observed<'_>, now: Timestamp) -> ChatC
     let (ready, progressing, degraded) = match observed {
         Observed::Invalid(message) => (
             (false, "InvalidSpec", message.to_owned()),
-            (false, "InvalidSpec", "nothing is applied until the spec is fixed".to_owned()),
+            (
+                false,
+                "InvalidSpec",
+                "nothing is applied until the spec is fixed".to_owned(),
+            ),
             (true, "InvalidSpec", message.to_owned()),
         ),
         Observed::Applied(deployment) => {
-            let deployment_status = deployment.and_then(|d| d.status.clone()).unwrap_or_default();
+            let deployment_status = deployment
+                .and_then(|d| d.status.clone())
+                .unwrap_or_default();
             status.replicas = deployment_status.replicas.unwrap_or(0);
             status.ready_replicas = deployment_status.ready_replicas.unwrap_or(0);
             let updated = deployment_status.updated_replicas.unwrap_or(0);
-            let all_ready = status.ready_replicas >= cc.spec.replicas && status.replicas == cc.spec.replicas;
+            let all_ready =
+                status.ready_replicas >= cc.spec.replicas && status.replicas == cc.spec.replicas;
             let rolling = updated < cc.spec.replicas || !all_ready;
             (
                 if status.ready_replicas > 0 {
-                    (true, "PodsReady", format!("{} of {} chat-server pods ready", status.ready_replicas, cc.spec.replicas))
+                    (
+                        true,
+                        "PodsReady",
+                        format!(
+                            "{} of {} chat-server pods ready",
+                            status.ready_replicas, cc.spec.replicas
+                        ),
+                    )
                 } else {
-                    (false, "NoPodReady", "no chat-server pod is ready yet".to_owned())
+                    (
+                        false,
+                        "NoPodReady",
+                        "no chat-server pod is ready yet".to_owned(),
+                    )
                 },
                 if rolling {
-                    (true, "RollingOut", format!("{updated} of {} pods updated", cc.spec.replicas))
+                    (
+                        true,
+                        "RollingOut",
+                        format!("{updated} of {} pods updated", cc.spec.replicas),
+                    )
                 } else {
-                    (false, "Stable", "every pod runs the current spec".to_owned())
+                    (
+                        false,
+                        "Stable",
+                        "every pod runs the current spec".to_owned(),
+                    )
                 },
                 (false, "Reconciled", "all objects applied".to_owned()),
             )
         }
     };
-    status.conditions = [("Ready", ready), ("Progressing", progressing), ("Degraded", degraded)]
-        .into_iter()
-        .map(|(kind, (on, reason, message))| condition(&previous.conditions, kind, on, reason, message, generation, now))
-        .collect();
+    status.conditions = [
+        ("Ready", ready),
+        ("Progressing", progressing),
+        ("Degraded", degraded),
+    ]
+    .into_iter()
+    .map(|(kind, (on, reason, message))| {
+        condition(
+            &previous.conditions,
+            kind,
+            on,
+            reason,
+            message,
+            generation,
+            now,
+        )
+    })
+    .collect();
     status
 }
 
@@ -120,13 +160,22 @@ mod tests {
             }),
             ..Default::default()
         };
-        let status = status(&cc(), Observed::Applied(Some(&deployment)), Timestamp::UNIX_EPOCH);
+        let status = status(
+            &cc(),
+            Observed::Applied(Some(&deployment)),
+            Timestamp::UNIX_EPOCH,
+        );
         assert_eq!(status.observed_generation, Some(3));
         assert_eq!((status.replicas, status.ready_replicas), (2, 2));
         assert_eq!(find(&status, "Ready").status, "True");
         assert_eq!(find(&status, "Progressing").status, "False");
         assert_eq!(find(&status, "Degraded").status, "False");
-        assert!(status.selector.unwrap().contains("app.kubernetes.io/component=chat"));
+        assert!(
+            status
+                .selector
+                .unwrap()
+                .contains("app.kubernetes.io/component=chat")
+        );
     }
 
     #[test]
@@ -138,9 +187,16 @@ mod tests {
 
     #[test]
     fn an_invalid_spec_is_degraded_with_its_message() {
-        let status = status(&cc(), Observed::Invalid("min above max"), Timestamp::UNIX_EPOCH);
+        let status = status(
+            &cc(),
+            Observed::Invalid("min above max"),
+            Timestamp::UNIX_EPOCH,
+        );
         let degraded = find(&status, "Degraded");
-        assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "InvalidSpec"));
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "InvalidSpec")
+        );
         assert_eq!(degraded.message, "min above max");
         assert_eq!(find(&status, "Ready").status, "False");
     }
@@ -152,6 +208,9 @@ mod tests {
         cluster.status = Some(first.clone());
         let later = Timestamp::from_second(1_000).unwrap();
         let second = status(&cluster, Observed::Applied(None), later);
-        assert_eq!(find(&second, "Ready").last_transition_time, find(&first, "Ready").last_transition_time);
+        assert_eq!(
+            find(&second, "Ready").last_transition_time,
+            find(&first, "Ready").last_transition_time
+        );
     }
 }

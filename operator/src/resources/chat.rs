@@ -1,10 +1,756 @@
-//! (being written)
+//! The chat-servers: their Deployment, the client Service in front of them,
+//! and the Secret with the admin token of their drain API. Secrets reach the
+//! pods as files (the admin token, the AI API key) or as a `secretKeyRef`
+//! (the Redis URL), never as literal values in the pod spec.
 
-use kube::api::DynamicObject;
+use std::collections::BTreeMap;
 
-use super::{Generated, SpecError};
-use crate::api::ChatCluster;
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
+        core::v1::{
+            Capabilities, ClientIPConfig, Container, ContainerPort, EnvVar, EnvVarSource,
+            HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+            SeccompProfile, Secret, SecretKeySelector, SecretVolumeSource, SecurityContext,
+            Service, ServicePort, ServiceSpec, SessionAffinityConfig, TopologySpreadConstraint,
+            Volume, VolumeMount,
+        },
+    },
+    apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
+};
+use kube::{
+    ResourceExt,
+    api::{DynamicObject, ObjectMeta},
+};
 
-pub fn objects(_cc: &ChatCluster, _generated: &Generated) -> Result<Vec<DynamicObject>, SpecError> {
-    Ok(Vec::new())
+use super::{Generated, SpecError, dynamic, names, owned_meta};
+use crate::api::{AiProvider, ChatCluster, ServiceAffinity};
+
+const CONTAINER: &str = "chat-server";
+/// uid and gid the chat-server runs as (the distroless `nonroot` user).
+const NONROOT: i64 = 65532;
+/// Secret files are readable by the owner and the pod's fsGroup only.
+const SECRET_FILE_MODE: i32 = 0o440;
+const ADMIN_DIR: &str = "/var/run/chatscale/admin";
+const AI_DIR: &str = "/var/run/chatscale/ai";
+/// Seconds the kubelet waits beyond the drain timeout before it kills a pod.
+const GRACE_MARGIN_SECONDS: i64 = 30;
+/// How long ClientIP affinity keeps a client on one pod (the Kubernetes default, 3 hours).
+const CLIENT_IP_TIMEOUT_SECONDS: i32 = 10_800;
+/// chat-server accepts key prefixes of 1-64 characters.
+const MAX_KEY_PREFIX: usize = 64;
+
+/// The admin Secret, the chat-server Deployment and the client Service.
+pub fn objects(cc: &ChatCluster, generated: &Generated) -> Result<Vec<DynamicObject>, SpecError> {
+    let wiring = Wiring::new(cc)?;
+    Ok(vec![
+        dynamic(&admin_secret(cc, &generated.admin_token)),
+        dynamic(&deployment(cc, wiring)),
+        dynamic(&service(cc)),
+    ])
+}
+
+fn admin_secret(cc: &ChatCluster, token: &str) -> Secret {
+    Secret {
+        metadata: owned_meta(cc, names::admin_secret(cc), names::CHAT),
+        string_data: Some(BTreeMap::from([("token".to_owned(), token.to_owned())])),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    }
+}
+
+/// What the container is told: environment, and the Secret volumes behind the `*_FILE` paths.
+struct Wiring {
+    env: Vec<EnvVar>,
+    volumes: Vec<Volume>,
+    mounts: Vec<VolumeMount>,
+}
+
+impl Wiring {
+    fn new(cc: &ChatCluster) -> Result<Self, SpecError> {
+        let mut wiring = Self {
+            env: base_env(cc)?,
+            volumes: Vec::new(),
+            mounts: Vec::new(),
+        };
+        wiring.redis(cc)?;
+        wiring.admin_token(cc);
+        wiring.ai(cc)?;
+        Ok(wiring)
+    }
+
+    fn redis(&mut self, cc: &ChatCluster) -> Result<(), SpecError> {
+        let redis = &cc.spec.redis;
+        let (url, cluster) = match (&redis.managed, &redis.external) {
+            (Some(_), None) => (secret_ref(names::redis_auth(cc), "url"), false),
+            (None, Some(external)) => {
+                let r = &external.url_secret_ref;
+                (secret_ref(r.name.clone(), &r.key), external.cluster)
+            }
+            _ => {
+                return Err(SpecError(
+                    "set exactly one of redis.managed and redis.external".into(),
+                ));
+            }
+        };
+        self.env.push(env_from_secret("CHAT_REDIS_URL", url));
+        if cluster {
+            self.env.push(env("CHAT_REDIS_CLUSTER", "true"));
+        }
+        Ok(())
+    }
+
+    fn admin_token(&mut self, cc: &ChatCluster) {
+        self.env
+            .push(env("CHAT_ADMIN_TOKEN_FILE", format!("{ADMIN_DIR}/token")));
+        self.mount(
+            "admin-token",
+            ADMIN_DIR,
+            names::admin_secret(cc),
+            "token",
+            "token",
+        );
+    }
+
+    fn ai(&mut self, cc: &ChatCluster) -> Result<(), SpecError> {
+        let ai = &cc.spec.ai;
+        if ai.provider == AiProvider::Demo {
+            self.env.push(env("CHAT_AI_PROVIDER", "demo"));
+            return Ok(());
+        }
+        self.env.push(env("CHAT_AI_PROVIDER", "openai"));
+        if let Some(base_url) = &ai.base_url {
+            self.env.push(env("CHAT_OPENAI_BASE_URL", base_url));
+        }
+        if let Some(model) = &ai.model {
+            self.env.push(env("CHAT_OPENAI_MODEL", model));
+        }
+        match (&ai.api_key_secret_ref, &ai.base_url) {
+            (Some(key), _) => {
+                self.env
+                    .push(env("CHAT_OPENAI_API_KEY_FILE", format!("{AI_DIR}/api-key")));
+                self.mount("ai-api-key", AI_DIR, key.name.clone(), &key.key, "api-key");
+            }
+            // A self-hosted endpoint (vLLM, Ollama ...) often needs no key.
+            (None, Some(_)) => {}
+            (None, None) => {
+                return Err(SpecError(
+                    "ai.provider openai needs ai.apiKeySecretRef (or ai.baseUrl for an endpoint without a key)"
+                        .into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Mounts one key of a Secret as `<dir>/<path>`, read-only.
+    fn mount(&mut self, volume: &str, dir: &str, secret: String, key: &str, path: &str) {
+        self.volumes.push(Volume {
+            name: volume.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret),
+                items: Some(vec![KeyToPath {
+                    key: key.into(),
+                    path: path.into(),
+                    ..Default::default()
+                }]),
+                default_mode: Some(SECRET_FILE_MODE),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        self.mounts.push(VolumeMount {
+            name: volume.into(),
+            mount_path: dir.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+}
+
+/// Settings that hold no secret.
+fn base_env(cc: &ChatCluster) -> Result<Vec<EnvVar>, SpecError> {
+    let drain = &cc.spec.drain;
+    Ok(vec![
+        env("CHAT_HOST", "0.0.0.0"),
+        env("CHAT_PORT", names::PUBLIC_PORT.to_string()),
+        env("CHAT_ADMIN_PORT", names::ADMIN_PORT.to_string()),
+        env("CHAT_LOG_FORMAT", "json"),
+        env("CHAT_KEY_PREFIX", key_prefix(cc)?),
+        env("CHAT_DRAIN_TIMEOUT", format!("{}s", drain.timeout_seconds)),
+        env("CHAT_DRAIN_RATE", drain.rate.to_string()),
+    ])
+}
+
+/// `<namespace>.<name>`: unique per cluster, so several clusters can share one Redis.
+fn key_prefix(cc: &ChatCluster) -> Result<String, SpecError> {
+    let namespace = cc.namespace().unwrap_or_else(|| "default".into());
+    let prefix = format!("{namespace}.{}", cc.name_any());
+    if prefix.len() > MAX_KEY_PREFIX {
+        return Err(SpecError(format!(
+            "the Redis key prefix `{prefix}` (namespace.name) is {} characters, chat-server allows {MAX_KEY_PREFIX}: use a shorter ChatCluster name",
+            prefix.len()
+        )));
+    }
+    Ok(prefix)
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
+}
+
+fn env_from_secret(name: &str, key: SecretKeySelector) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(key),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn secret_ref(name: String, key: &str) -> SecretKeySelector {
+    SecretKeySelector {
+        name,
+        key: key.into(),
+        ..Default::default()
+    }
+}
+
+fn chat_selector(cc: &ChatCluster) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(names::selector(cc, names::CHAT)),
+        ..Default::default()
+    }
+}
+
+fn deployment(cc: &ChatCluster, wiring: Wiring) -> Deployment {
+    Deployment {
+        metadata: owned_meta(cc, names::chat(cc), names::CHAT),
+        spec: Some(DeploymentSpec {
+            // Also with autoscaling on: the operator's autoscaler writes spec.replicas.
+            replicas: Some(cc.spec.replicas),
+            selector: chat_selector(cc),
+            // Drain makes removing a pod graceful; never remove one before its successor is up.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_unavailable: Some(IntOrString::Int(0)),
+                    max_surge: Some(IntOrString::Int(1)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(names::labels(cc, names::CHAT)),
+                    ..Default::default()
+                }),
+                spec: Some(pod_spec(cc, wiring)),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn pod_spec(cc: &ChatCluster, wiring: Wiring) -> PodSpec {
+    let grace = i64::from(cc.spec.drain.timeout_seconds) + GRACE_MARGIN_SECONDS;
+    PodSpec {
+        automount_service_account_token: Some(false),
+        // Service links would inject `<SERVICE>_PORT` variables that can clash with CHAT_* flags.
+        enable_service_links: Some(false),
+        termination_grace_period_seconds: Some(grace),
+        security_context: Some(pod_security()),
+        topology_spread_constraints: Some(spread(cc)),
+        volumes: Some(wiring.volumes),
+        containers: vec![Container {
+            name: CONTAINER.into(),
+            image: Some(cc.spec.image.clone()),
+            ports: Some(vec![
+                port("http", names::PUBLIC_PORT),
+                port("admin", names::ADMIN_PORT),
+            ]),
+            env: Some(wiring.env),
+            volume_mounts: Some(wiring.mounts),
+            readiness_probe: Some(probe("/readyz", 0, 5, 2)),
+            liveness_probe: Some(probe("/healthz", 5, 10, 3)),
+            resources: Some(cc.spec.resources.clone()),
+            security_context: Some(container_security()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn port(name: &str, number: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: number,
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+/// An HTTP GET on the admin port.
+fn probe(path: &str, initial_delay: i32, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("admin".into()),
+            ..Default::default()
+        }),
+        initial_delay_seconds: (initial_delay > 0).then_some(initial_delay),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    }
+}
+
+fn pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(NONROOT),
+        run_as_group: Some(NONROOT),
+        fs_group: Some(NONROOT),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Spread pods over nodes and zones when the scheduler can; never block scheduling.
+fn spread(cc: &ChatCluster) -> Vec<TopologySpreadConstraint> {
+    ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+        .map(|key| TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: key.into(),
+            when_unsatisfiable: "ScheduleAnyway".into(),
+            label_selector: Some(chat_selector(cc)),
+            ..Default::default()
+        })
+        .to_vec()
+}
+
+/// The client Service: the public port only, never the admin port.
+fn service(cc: &ChatCluster) -> Service {
+    let mut metadata = owned_meta(cc, names::chat(cc), names::CHAT);
+    let annotations = super::routing::service_annotations(cc);
+    metadata.annotations = (!annotations.is_empty()).then_some(annotations);
+    let client_ip = cc.spec.routing.service_affinity == ServiceAffinity::ClientIP;
+    Service {
+        metadata,
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(names::selector(cc, names::CHAT)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            session_affinity: Some(if client_ip { "ClientIP" } else { "None" }.into()),
+            session_affinity_config: client_ip.then_some(SessionAffinityConfig {
+                client_ip: Some(ClientIPConfig {
+                    timeout_seconds: Some(CLIENT_IP_TIMEOUT_SECONDS),
+                }),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "apiVersion: chatscale.dev/v1alpha1\nkind: ChatCluster\nmetadata: {name: team, namespace: apps, uid: 1234}\nspec: {routing: {host: chat.example.com}}\n";
+
+    fn cluster(yaml: &str) -> ChatCluster {
+        serde_saphyr::from_str(yaml).expect("test manifest parses")
+    }
+
+    /// The minimal manifest with `extra` added at the start of `spec`.
+    fn with_spec(extra: &str) -> ChatCluster {
+        cluster(&MINIMAL.replace("spec: {", &format!("spec: {{{extra}, ")))
+    }
+
+    fn generated() -> Generated {
+        Generated {
+            redis_password: "redis-pw".into(),
+            admin_token: "admin-token-value".into(),
+        }
+    }
+
+    fn built(cc: &ChatCluster) -> (Secret, Deployment, Service) {
+        let objects = objects(cc, &generated()).unwrap();
+        assert_eq!(objects.len(), 3);
+        (
+            objects[0].clone().try_parse().unwrap(),
+            objects[1].clone().try_parse().unwrap(),
+            objects[2].clone().try_parse().unwrap(),
+        )
+    }
+
+    fn pod(cc: &ChatCluster) -> PodSpec {
+        built(cc).1.spec.unwrap().template.spec.unwrap()
+    }
+
+    fn container(cc: &ChatCluster) -> Container {
+        pod(cc).containers.remove(0)
+    }
+
+    fn env_of(container: &Container) -> BTreeMap<String, EnvVar> {
+        let env = container.env.clone().unwrap();
+        env.into_iter().map(|e| (e.name.clone(), e)).collect()
+    }
+
+    fn value<'a>(env: &'a BTreeMap<String, EnvVar>, name: &str) -> Option<&'a str> {
+        env.get(name).and_then(|e| e.value.as_deref())
+    }
+
+    fn secret_of(env: &BTreeMap<String, EnvVar>, name: &str) -> SecretKeySelector {
+        env[name]
+            .value_from
+            .clone()
+            .unwrap()
+            .secret_key_ref
+            .unwrap()
+    }
+
+    #[test]
+    fn admin_secret_holds_the_token() {
+        let (secret, _, _) = built(&cluster(MINIMAL));
+        assert_eq!(secret.metadata.name.as_deref(), Some("team-admin"));
+        assert_eq!(secret.string_data.unwrap()["token"], "admin-token-value");
+        let owner = &secret.metadata.owner_references.unwrap()[0];
+        assert_eq!((owner.uid.as_str(), owner.controller), ("1234", Some(true)));
+    }
+
+    #[test]
+    fn deployment_shape() {
+        let cc = cluster(MINIMAL);
+        let (_, deployment, _) = built(&cc);
+        assert_eq!(deployment.metadata.name.as_deref(), Some("team-chat"));
+        let spec = deployment.spec.unwrap();
+        assert_eq!(spec.replicas, Some(2));
+        assert_eq!(
+            spec.selector.match_labels,
+            Some(names::selector(&cc, names::CHAT))
+        );
+        let labels = spec.template.metadata.unwrap().labels.unwrap();
+        assert_eq!(labels, names::labels(&cc, names::CHAT));
+        let rolling = spec.strategy.unwrap().rolling_update.unwrap();
+        assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(0)));
+        assert_eq!(rolling.max_surge, Some(IntOrString::Int(1)));
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let c = &pod.containers[0];
+        assert_eq!(c.name, "chat-server");
+        assert_eq!(
+            c.image.as_deref(),
+            Some("ghcr.io/chatscale/chat-server:0.1.0")
+        );
+        let ports: Vec<_> = c
+            .ports
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name.unwrap(), p.container_port))
+            .collect();
+        assert_eq!(ports, [("http".into(), 3000), ("admin".into(), 9090)]);
+    }
+
+    #[test]
+    fn replicas_follow_spec_also_with_autoscaling() {
+        let cc = with_spec("replicas: 7, autoscaling: {enabled: true}");
+        assert_eq!(built(&cc).1.spec.unwrap().replicas, Some(7));
+    }
+
+    #[test]
+    fn grace_period_covers_the_drain() {
+        assert_eq!(
+            pod(&cluster(MINIMAL)).termination_grace_period_seconds,
+            Some(330)
+        );
+        let cc = with_spec("drain: {timeoutSeconds: 60, rate: 10}");
+        assert_eq!(pod(&cc).termination_grace_period_seconds, Some(90));
+        let env = env_of(&container(&cc));
+        assert_eq!(value(&env, "CHAT_DRAIN_TIMEOUT"), Some("60s"));
+        assert_eq!(value(&env, "CHAT_DRAIN_RATE"), Some("10"));
+    }
+
+    #[test]
+    fn probes_use_the_admin_port() {
+        let c = container(&cluster(MINIMAL));
+        let ready = c.readiness_probe.unwrap();
+        let get = ready.http_get.clone().unwrap();
+        assert_eq!(
+            (get.path.as_deref(), get.port),
+            (Some("/readyz"), IntOrString::String("admin".into()))
+        );
+        assert_eq!(
+            (ready.period_seconds, ready.failure_threshold),
+            (Some(5), Some(2))
+        );
+        let live = c.liveness_probe.unwrap();
+        let get = live.http_get.clone().unwrap();
+        assert_eq!(
+            (get.path.as_deref(), get.port),
+            (Some("/healthz"), IntOrString::String("admin".into()))
+        );
+        assert_eq!(live.initial_delay_seconds, Some(5));
+        assert_eq!(
+            (live.period_seconds, live.failure_threshold),
+            (Some(10), Some(3))
+        );
+    }
+
+    #[test]
+    fn runs_restricted() {
+        let pod = pod(&cluster(MINIMAL));
+        let psc = pod.security_context.unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(
+            (psc.run_as_user, psc.run_as_group, psc.fs_group),
+            (Some(65532), Some(65532), Some(65532))
+        );
+        assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let csc = pod.containers[0].security_context.clone().unwrap();
+        assert_eq!(csc.allow_privilege_escalation, Some(false));
+        assert_eq!(csc.read_only_root_filesystem, Some(true));
+        assert_eq!(csc.capabilities.unwrap().drop, Some(vec!["ALL".to_owned()]));
+    }
+
+    #[test]
+    fn spreads_over_nodes_and_zones() {
+        let cc = cluster(MINIMAL);
+        let spread = pod(&cc).topology_spread_constraints.unwrap();
+        let keys: Vec<_> = spread.iter().map(|s| s.topology_key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+        );
+        for s in &spread {
+            assert_eq!(
+                (s.max_skew, s.when_unsatisfiable.as_str()),
+                (1, "ScheduleAnyway")
+            );
+            assert_eq!(
+                s.label_selector.clone().unwrap().match_labels,
+                Some(names::selector(&cc, names::CHAT))
+            );
+        }
+    }
+
+    #[test]
+    fn env_wiring_with_managed_redis() {
+        let c = container(&cluster(MINIMAL));
+        let env = env_of(&c);
+        assert_eq!(value(&env, "CHAT_HOST"), Some("0.0.0.0"));
+        assert_eq!(value(&env, "CHAT_PORT"), Some("3000"));
+        assert_eq!(value(&env, "CHAT_ADMIN_PORT"), Some("9090"));
+        assert_eq!(value(&env, "CHAT_LOG_FORMAT"), Some("json"));
+        assert_eq!(value(&env, "CHAT_KEY_PREFIX"), Some("apps.team"));
+        assert_eq!(value(&env, "CHAT_AI_PROVIDER"), Some("demo"));
+        assert!(!env.contains_key("CHAT_REDIS_CLUSTER"));
+        assert!(!env.contains_key("CHAT_OPENAI_API_KEY_FILE"));
+        let url = secret_of(&env, "CHAT_REDIS_URL");
+        assert_eq!(
+            (url.name.as_str(), url.key.as_str()),
+            ("team-redis-auth", "url")
+        );
+    }
+
+    #[test]
+    fn admin_token_is_a_read_only_file() {
+        let cc = cluster(MINIMAL);
+        let pod = pod(&cc);
+        let env = env_of(&pod.containers[0]);
+        assert_eq!(
+            value(&env, "CHAT_ADMIN_TOKEN_FILE"),
+            Some("/var/run/chatscale/admin/token")
+        );
+        assert!(!env.contains_key("CHAT_ADMIN_TOKEN"));
+        let volume = &pod.volumes.unwrap()[0];
+        let secret = volume.secret.clone().unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("team-admin"));
+        assert_eq!(secret.default_mode, Some(0o440));
+        let item = &secret.items.unwrap()[0];
+        assert_eq!((item.key.as_str(), item.path.as_str()), ("token", "token"));
+        let mount = &pod.containers[0].volume_mounts.clone().unwrap()[0];
+        assert_eq!(
+            (mount.name.as_str(), mount.mount_path.as_str()),
+            (volume.name.as_str(), "/var/run/chatscale/admin")
+        );
+        assert_eq!(mount.read_only, Some(true));
+    }
+
+    #[test]
+    fn no_generated_secret_in_the_deployment() {
+        let (_, deployment, _) = built(&cluster(MINIMAL));
+        let json = serde_json::to_string(&deployment).unwrap();
+        assert!(!json.contains("admin-token-value") && !json.contains("redis-pw"));
+    }
+
+    #[test]
+    fn external_redis_url_comes_from_the_users_secret() {
+        let cc = with_spec(
+            "redis: {external: {urlSecretRef: {name: my-redis, key: uri}, cluster: true}}",
+        );
+        let env = env_of(&container(&cc));
+        let url = secret_of(&env, "CHAT_REDIS_URL");
+        assert_eq!((url.name.as_str(), url.key.as_str()), ("my-redis", "uri"));
+        assert_eq!(value(&env, "CHAT_REDIS_CLUSTER"), Some("true"));
+    }
+
+    #[test]
+    fn external_redis_without_cluster_sets_no_flag() {
+        let cc = with_spec("redis: {external: {urlSecretRef: {name: my-redis, key: uri}}}");
+        assert!(!env_of(&container(&cc)).contains_key("CHAT_REDIS_CLUSTER"));
+    }
+
+    #[test]
+    fn openai_key_is_a_file_with_only_that_key() {
+        let cc = with_spec(
+            "ai: {provider: openai, model: gpt-4o, baseUrl: 'https://api.example/v1', apiKeySecretRef: {name: openai, key: apiKey}}",
+        );
+        let pod = pod(&cc);
+        let env = env_of(&pod.containers[0]);
+        assert_eq!(value(&env, "CHAT_AI_PROVIDER"), Some("openai"));
+        assert_eq!(value(&env, "CHAT_OPENAI_MODEL"), Some("gpt-4o"));
+        assert_eq!(
+            value(&env, "CHAT_OPENAI_BASE_URL"),
+            Some("https://api.example/v1")
+        );
+        assert_eq!(
+            value(&env, "CHAT_OPENAI_API_KEY_FILE"),
+            Some("/var/run/chatscale/ai/api-key")
+        );
+        assert!(!env.contains_key("CHAT_OPENAI_API_KEY"));
+        let volumes = pod.volumes.unwrap();
+        let secret = volumes
+            .iter()
+            .find_map(|v| {
+                v.secret
+                    .clone()
+                    .filter(|s| s.secret_name.as_deref() == Some("openai"))
+            })
+            .unwrap();
+        let items = secret.items.unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(
+            (items[0].key.as_str(), items[0].path.as_str()),
+            ("apiKey", "api-key")
+        );
+        let mounts = pod.containers[0].volume_mounts.clone().unwrap();
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m.mount_path == "/var/run/chatscale/ai" && m.read_only == Some(true))
+        );
+    }
+
+    #[test]
+    fn openai_without_key_needs_a_base_url() {
+        let err = objects(&with_spec("ai: {provider: openai}"), &generated()).unwrap_err();
+        assert!(err.0.contains("apiKeySecretRef"), "{err}");
+        let cc = with_spec("ai: {provider: openai, baseUrl: 'http://ollama:11434/v1'}");
+        let env = env_of(&container(&cc));
+        assert_eq!(
+            value(&env, "CHAT_OPENAI_BASE_URL"),
+            Some("http://ollama:11434/v1")
+        );
+        assert!(!env.contains_key("CHAT_OPENAI_API_KEY_FILE"));
+    }
+
+    #[test]
+    fn demo_ignores_openai_settings() {
+        let cc =
+            with_spec("ai: {provider: demo, model: x, apiKeySecretRef: {name: openai, key: k}}");
+        let pod = pod(&cc);
+        assert!(!env_of(&pod.containers[0]).contains_key("CHAT_OPENAI_MODEL"));
+        assert_eq!(pod.volumes.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn too_long_key_prefix_is_a_spec_error() {
+        let name = "n".repeat(60);
+        let cc = cluster(&MINIMAL.replace("name: team", &format!("name: {name}")));
+        assert!(
+            objects(&cc, &generated())
+                .unwrap_err()
+                .0
+                .contains("key prefix")
+        );
+    }
+
+    #[test]
+    fn service_exposes_only_the_public_port() {
+        let cc = cluster(MINIMAL);
+        let (_, _, service) = built(&cc);
+        assert_eq!(service.metadata.name.as_deref(), Some("team-chat"));
+        let spec = service.spec.unwrap();
+        assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+        assert_eq!(spec.selector, Some(names::selector(&cc, names::CHAT)));
+        let ports = spec.ports.unwrap();
+        assert_eq!(ports.len(), 1);
+        assert_eq!(
+            (ports[0].name.as_deref(), ports[0].port),
+            (Some("http"), 80)
+        );
+        assert_eq!(
+            ports[0].target_port,
+            Some(IntOrString::String("http".into()))
+        );
+        assert_eq!(spec.session_affinity.as_deref(), Some("None"));
+        assert_eq!(spec.session_affinity_config, None);
+    }
+
+    #[test]
+    fn client_ip_affinity() {
+        let yaml = MINIMAL.replace(
+            "host: chat.example.com",
+            "host: chat.example.com, serviceAffinity: ClientIP",
+        );
+        let spec = built(&cluster(&yaml)).2.spec.unwrap();
+        assert_eq!(spec.session_affinity.as_deref(), Some("ClientIP"));
+        let config = spec.session_affinity_config.unwrap().client_ip.unwrap();
+        assert_eq!(config.timeout_seconds, Some(10_800));
+    }
+
+    #[test]
+    fn service_carries_the_routing_annotations() {
+        let cc = cluster(MINIMAL);
+        let expected = super::super::routing::service_annotations(&cc);
+        let annotations = built(&cc).2.metadata.annotations.unwrap_or_default();
+        assert_eq!(annotations, expected);
+    }
+
+    #[test]
+    fn output_is_deterministic() {
+        let cc = with_spec("ai: {provider: openai, apiKeySecretRef: {name: openai, key: k}}");
+        let first = serde_json::to_string(&objects(&cc, &generated()).unwrap()).unwrap();
+        let second = serde_json::to_string(&objects(&cc, &generated()).unwrap()).unwrap();
+        assert_eq!(first, second);
+    }
 }

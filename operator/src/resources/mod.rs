@@ -4,6 +4,7 @@
 //! it against golden files and the Kubernetes OpenAPI schemas.
 
 pub mod chat;
+pub mod httproute;
 pub mod names;
 pub mod redis;
 pub mod routing;

@@ -1,10 +1,447 @@
-//! (being written)
+//! The managed Redis: one StatefulSet with an append-only file on a
+//! PersistentVolume, its ClusterIP Service, and the Secret with its generated
+//! password and the full URL the chat-servers read. With `redis.external`
+//! the user runs Redis and nothing is built here.
 
-use kube::api::DynamicObject;
+use std::collections::BTreeMap;
 
-use super::{Generated, SpecError};
-use crate::api::ChatCluster;
+use k8s_openapi::{
+    api::{
+        apps::v1::{StatefulSet, StatefulSetSpec},
+        core::v1::{
+            Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction,
+            PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
+            PodTemplateSpec, Probe, SeccompProfile, Secret, SecretKeySelector, SecurityContext,
+            Service, ServicePort, ServiceSpec, TCPSocketAction, VolumeMount,
+            VolumeResourceRequirements,
+        },
+    },
+    apimachinery::pkg::{
+        api::resource::Quantity, apis::meta::v1::LabelSelector, util::intstr::IntOrString,
+    },
+};
+use kube::{ResourceExt, api::DynamicObject, api::ObjectMeta};
 
-pub fn objects(_cc: &ChatCluster, _generated: &Generated) -> Result<Vec<DynamicObject>, SpecError> {
-    Ok(Vec::new())
+use super::{Generated, SpecError, dynamic, names, owned_meta};
+use crate::api::{ChatCluster, ManagedRedis};
+
+/// uid and gid of the `redis` user in the official Redis images.
+const REDIS_UID: i64 = 999;
+const DATA_VOLUME: &str = "data";
+const DATA_DIR: &str = "/data";
+const PASSWORD_ENV: &str = "REDIS_PASSWORD";
+
+/// The managed Redis objects (Secret, Service, StatefulSet); none for an external Redis.
+pub fn objects(cc: &ChatCluster, generated: &Generated) -> Result<Vec<DynamicObject>, SpecError> {
+    let Some(managed) = &cc.spec.redis.managed else {
+        return Ok(Vec::new());
+    };
+    Ok(vec![
+        dynamic(&auth_secret(cc, &generated.redis_password)),
+        dynamic(&service(cc)),
+        dynamic(&stateful_set(cc, managed)),
+    ])
+}
+
+/// `redis://:<password>@<cc>-redis.<namespace>.svc:6379/0`, the password percent-encoded.
+fn url(cc: &ChatCluster, password: &str) -> String {
+    let namespace = cc.namespace().unwrap_or_else(|| "default".into());
+    format!(
+        "redis://:{}@{}.{namespace}.svc:{}/0",
+        percent_encode(password),
+        names::redis(cc),
+        names::REDIS_PORT
+    )
+}
+
+/// Encodes every byte outside RFC 3986's unreserved set (redis-rs decodes the password).
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn auth_secret(cc: &ChatCluster, password: &str) -> Secret {
+    let data = [
+        ("password", password.to_owned()),
+        ("url", url(cc, password)),
+    ];
+    Secret {
+        metadata: owned_meta(cc, names::redis_auth(cc), names::REDIS),
+        string_data: Some(data.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    }
+}
+
+fn service(cc: &ChatCluster) -> Service {
+    Service {
+        metadata: owned_meta(cc, names::redis(cc), names::REDIS),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(names::selector(cc, names::REDIS)),
+            ports: Some(vec![ServicePort {
+                name: Some("redis".into()),
+                port: names::REDIS_PORT,
+                target_port: Some(IntOrString::String("redis".into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn stateful_set(cc: &ChatCluster, managed: &ManagedRedis) -> StatefulSet {
+    StatefulSet {
+        metadata: owned_meta(cc, names::redis(cc), names::REDIS),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(1),
+            service_name: Some(names::redis(cc)),
+            selector: LabelSelector {
+                match_labels: Some(names::selector(cc, names::REDIS)),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(names::labels(cc, names::REDIS)),
+                    ..Default::default()
+                }),
+                spec: Some(pod_spec(cc, managed)),
+            },
+            volume_claim_templates: Some(vec![data_claim(cc, managed)]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn pod_spec(cc: &ChatCluster, managed: &ManagedRedis) -> PodSpec {
+    PodSpec {
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(REDIS_UID),
+            run_as_group: Some(REDIS_UID),
+            fs_group: Some(REDIS_UID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        containers: vec![container(cc, managed)],
+        ..Default::default()
+    }
+}
+
+fn container(cc: &ChatCluster, managed: &ManagedRedis) -> Container {
+    Container {
+        name: "redis".into(),
+        image: Some(managed.image.clone()),
+        // `$(REDIS_PASSWORD)` is expanded by the kubelet: the value never appears in the pod spec.
+        command: Some(
+            [
+                "redis-server",
+                "--requirepass",
+                "$(REDIS_PASSWORD)",
+                "--appendonly",
+                "yes",
+                "--dir",
+                DATA_DIR,
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        env: Some(vec![password_env(cc)]),
+        ports: Some(vec![ContainerPort {
+            name: Some("redis".into()),
+            container_port: names::REDIS_PORT,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        readiness_probe: Some(readiness_probe()),
+        liveness_probe: Some(liveness_probe()),
+        resources: Some(managed.resources.clone()),
+        security_context: Some(container_security()),
+        volume_mounts: Some(vec![VolumeMount {
+            name: DATA_VOLUME.into(),
+            mount_path: DATA_DIR.into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
+fn password_env(cc: &ChatCluster) -> EnvVar {
+    EnvVar {
+        name: PASSWORD_ENV.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: names::redis_auth(cc),
+                key: "password".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Ready once Redis answers PONG to an authenticated PING (not while it loads the AOF).
+fn readiness_probe() -> Probe {
+    let script = "redis-cli --no-auth-warning -a \"$REDIS_PASSWORD\" ping | grep -q PONG";
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(["sh", "-c", script].map(String::from).to_vec()),
+        }),
+        period_seconds: Some(5),
+        timeout_seconds: Some(3),
+        failure_threshold: Some(3),
+        ..Default::default()
+    }
+}
+
+/// Alive while it accepts connections (it does while loading a large AOF).
+fn liveness_probe() -> Probe {
+    Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::String("redis".into()),
+            ..Default::default()
+        }),
+        initial_delay_seconds: Some(10),
+        period_seconds: Some(10),
+        timeout_seconds: Some(3),
+        failure_threshold: Some(6),
+        ..Default::default()
+    }
+}
+
+fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn data_claim(cc: &ChatCluster, managed: &ManagedRedis) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(DATA_VOLUME.into()),
+            labels: Some(names::labels(cc, names::REDIS)),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(managed.storage.clone()),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "apiVersion: chatscale.dev/v1alpha1\nkind: ChatCluster\nmetadata: {name: team, namespace: apps, uid: 1234}\nspec: {routing: {host: chat.example.com}}\n";
+
+    fn cluster(yaml: &str) -> ChatCluster {
+        serde_saphyr::from_str(yaml).expect("test manifest parses")
+    }
+
+    fn generated() -> Generated {
+        Generated {
+            redis_password: "s3cret".into(),
+            admin_token: "admin-token".into(),
+        }
+    }
+
+    fn built(cc: &ChatCluster) -> (Secret, Service, StatefulSet) {
+        let objects = objects(cc, &generated()).unwrap();
+        assert_eq!(objects.len(), 3);
+        (
+            objects[0].clone().try_parse().unwrap(),
+            objects[1].clone().try_parse().unwrap(),
+            objects[2].clone().try_parse().unwrap(),
+        )
+    }
+
+    fn pod(sts: &StatefulSet) -> PodSpec {
+        sts.spec.clone().unwrap().template.spec.unwrap()
+    }
+
+    #[test]
+    fn secret_holds_password_and_full_url() {
+        let (secret, _, _) = built(&cluster(MINIMAL));
+        assert_eq!(secret.metadata.name.as_deref(), Some("team-redis-auth"));
+        assert_eq!(secret.metadata.namespace.as_deref(), Some("apps"));
+        let data = secret.string_data.unwrap();
+        assert_eq!(data["password"], "s3cret");
+        assert_eq!(data["url"], "redis://:s3cret@team-redis.apps.svc:6379/0");
+        let owner = &secret.metadata.owner_references.unwrap()[0];
+        assert_eq!((owner.uid.as_str(), owner.controller), ("1234", Some(true)));
+    }
+
+    #[test]
+    fn url_defaults_namespace_and_encodes_password() {
+        let cc = cluster(&MINIMAL.replace(", namespace: apps", ""));
+        assert_eq!(
+            url(&cc, "a@b:c/d%"),
+            "redis://:a%40b%3Ac%2Fd%25@team-redis.default.svc:6379/0"
+        );
+    }
+
+    #[test]
+    fn service_selects_redis_pods_on_6379() {
+        let cc = cluster(MINIMAL);
+        let (_, service, _) = built(&cc);
+        let spec = service.spec.unwrap();
+        assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+        assert_eq!(spec.selector, Some(names::selector(&cc, names::REDIS)));
+        let port = &spec.ports.unwrap()[0];
+        assert_eq!((port.name.as_deref(), port.port), (Some("redis"), 6379));
+    }
+
+    #[test]
+    fn stateful_set_runs_one_redis_with_aof_on_a_volume() {
+        let cc = cluster(MINIMAL);
+        let (_, _, sts) = built(&cc);
+        let spec = sts.spec.clone().unwrap();
+        assert_eq!(spec.replicas, Some(1));
+        assert_eq!(spec.service_name.as_deref(), Some("team-redis"));
+        let claim = &spec.volume_claim_templates.unwrap()[0];
+        assert_eq!(claim.metadata.name.as_deref(), Some("data"));
+        let requests = claim
+            .spec
+            .clone()
+            .unwrap()
+            .resources
+            .unwrap()
+            .requests
+            .unwrap();
+        assert_eq!(requests["storage"], Quantity("1Gi".into()));
+        let container = &pod(&sts).containers[0];
+        assert_eq!(container.image.as_deref(), Some("redis:7.4-alpine"));
+        let command = container.command.clone().unwrap().join(" ");
+        assert_eq!(
+            command,
+            "redis-server --requirepass $(REDIS_PASSWORD) --appendonly yes --dir /data"
+        );
+        let env = &container.env.clone().unwrap()[0];
+        let key = env.value_from.clone().unwrap().secret_key_ref.unwrap();
+        assert_eq!(
+            (env.name.as_str(), key.name.as_str()),
+            ("REDIS_PASSWORD", "team-redis-auth")
+        );
+        assert_eq!(key.key, "password");
+        assert_eq!(
+            container.volume_mounts.clone().unwrap()[0].mount_path,
+            "/data"
+        );
+    }
+
+    #[test]
+    fn password_never_appears_in_the_stateful_set() {
+        let (_, _, sts) = built(&cluster(MINIMAL));
+        assert!(!serde_json::to_string(&sts).unwrap().contains("s3cret"));
+    }
+
+    #[test]
+    fn probes_ping_for_readiness_and_tcp_for_liveness() {
+        let (_, _, sts) = built(&cluster(MINIMAL));
+        let container = &pod(&sts).containers[0];
+        let ready = container
+            .readiness_probe
+            .clone()
+            .unwrap()
+            .exec
+            .unwrap()
+            .command
+            .unwrap();
+        assert_eq!(ready[..2], ["sh", "-c"]);
+        assert!(ready[2].contains("\"$REDIS_PASSWORD\" ping"));
+        let live = container
+            .liveness_probe
+            .clone()
+            .unwrap()
+            .tcp_socket
+            .unwrap();
+        assert_eq!(live.port, IntOrString::String("redis".into()));
+    }
+
+    #[test]
+    fn runs_restricted_as_the_redis_user() {
+        let (_, _, sts) = built(&cluster(MINIMAL));
+        let pod = pod(&sts);
+        let psc = pod.security_context.clone().unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!((psc.run_as_user, psc.fs_group), (Some(999), Some(999)));
+        assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let csc = pod.containers[0].security_context.clone().unwrap();
+        assert_eq!(csc.allow_privilege_escalation, Some(false));
+        assert_eq!(csc.read_only_root_filesystem, Some(true));
+        assert_eq!(csc.capabilities.unwrap().drop, Some(vec!["ALL".to_owned()]));
+    }
+
+    #[test]
+    fn spec_values_reach_the_stateful_set() {
+        let yaml = MINIMAL.replace(
+            "spec: {",
+            "spec: {redis: {managed: {image: 'redis:8', storage: 5Gi, resources: {limits: {memory: 2Gi}}}}, ",
+        );
+        let (_, _, sts) = built(&cluster(&yaml));
+        let container = &pod(&sts).containers[0];
+        assert_eq!(container.image.as_deref(), Some("redis:8"));
+        let limits = container.resources.clone().unwrap().limits.unwrap();
+        assert_eq!(limits["memory"], Quantity("2Gi".into()));
+        let claim = &sts.spec.unwrap().volume_claim_templates.unwrap()[0];
+        let requests = claim
+            .spec
+            .clone()
+            .unwrap()
+            .resources
+            .unwrap()
+            .requests
+            .unwrap();
+        assert_eq!(requests["storage"], Quantity("5Gi".into()));
+    }
+
+    #[test]
+    fn external_redis_builds_nothing() {
+        let yaml = MINIMAL.replace(
+            "spec: {",
+            "spec: {redis: {external: {urlSecretRef: {name: mine, key: url}}}, ",
+        );
+        assert!(objects(&cluster(&yaml), &generated()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn output_is_deterministic() {
+        let cc = cluster(MINIMAL);
+        let first = serde_json::to_string(&objects(&cc, &generated()).unwrap()).unwrap();
+        let second = serde_json::to_string(&objects(&cc, &generated()).unwrap()).unwrap();
+        assert_eq!(first, second);
+    }
 }
