@@ -5,6 +5,7 @@
 pub mod api;
 pub mod controller;
 pub mod leader;
+pub mod rbac;
 pub mod render;
 pub mod resources;
 pub mod telemetry;

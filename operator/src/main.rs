@@ -33,6 +33,8 @@ enum Command {
     },
     /// Print the ChatCluster CustomResourceDefinition as YAML (what crds/ holds).
     Crd,
+    /// Print the ClusterRole the operator needs.
+    Rbac,
     /// Print every object the operator would apply for a ChatCluster manifest.
     Render {
         /// The ChatCluster manifest (YAML).
@@ -46,6 +48,13 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Some(Command::Crd) => {
             print!("{}", serde_saphyr::to_string(&ChatCluster::crd())?);
+            Ok(())
+        }
+        Some(Command::Rbac) => {
+            print!(
+                "{}",
+                serde_saphyr::to_string(&chatscale_operator::rbac::cluster_role())?
+            );
             Ok(())
         }
         Some(Command::Render { file }) => {

@@ -177,3 +177,21 @@ fn typed_round_trip(kind: &str, value: &Value) {
         other => panic!("unexpected kind {other}"),
     }
 }
+
+#[test]
+fn the_rbac_cluster_role_is_a_valid_kubernetes_object() {
+    let yaml = serde_saphyr::to_string(&chatscale_operator::rbac::cluster_role()).unwrap();
+    let file = std::env::temp_dir().join(format!("chatscale-rbac-{}.yaml", std::process::id()));
+    fs::write(&file, yaml).unwrap();
+    let output = Command::new("kubernetes-validate")
+        .args(["--strict", "-k", "1.33.0", "--quiet"])
+        .arg(&file)
+        .output()
+        .expect("kubernetes-validate (PyPI) is missing: run `make deps`");
+    fs::remove_file(&file).unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}

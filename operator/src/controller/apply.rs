@@ -10,19 +10,25 @@ use kube::{
 /// The one field manager of everything the operator writes.
 pub const FIELD_MANAGER: &str = "chatscale-operator";
 
-/// The plural resource name of each kind the operator applies.
+/// Every kind the operator applies: (kind, API group, plural). The RBAC rules
+/// are derived from this list, so the two cannot drift apart.
+pub const APPLIED_KINDS: &[(&str, &str, &str)] = &[
+    ("Secret", "", "secrets"),
+    ("Service", "", "services"),
+    ("StatefulSet", "apps", "statefulsets"),
+    ("Deployment", "apps", "deployments"),
+    ("Ingress", "networking.k8s.io", "ingresses"),
+    ("NetworkPolicy", "networking.k8s.io", "networkpolicies"),
+    ("PodDisruptionBudget", "policy", "poddisruptionbudgets"),
+    ("HTTPRoute", "gateway.networking.k8s.io", "httproutes"),
+];
+
+/// The plural resource name of a kind the operator applies.
 fn plural(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "Secret" => "secrets",
-        "Service" => "services",
-        "StatefulSet" => "statefulsets",
-        "Deployment" => "deployments",
-        "Ingress" => "ingresses",
-        "HTTPRoute" => "httproutes",
-        "PodDisruptionBudget" => "poddisruptionbudgets",
-        "NetworkPolicy" => "networkpolicies",
-        _ => return None,
-    })
+    APPLIED_KINDS
+        .iter()
+        .find(|(k, _, _)| *k == kind)
+        .map(|(_, _, plural)| *plural)
 }
 
 /// The API resource of a desired object, from its apiVersion and kind.

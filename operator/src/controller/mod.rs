@@ -8,7 +8,7 @@ mod reconcile;
 mod secrets;
 mod status;
 
-pub use apply::FIELD_MANAGER;
+pub use apply::{APPLIED_KINDS, FIELD_MANAGER};
 pub use reconcile::{Context, reconcile};
 
 use std::{sync::Arc, time::Duration};

@@ -121,7 +121,18 @@ pub async fn reconcile(cc: Arc<ChatCluster>, context: Arc<Context>) -> Result<Ac
     let objects = resources::desired(&cc, &generated).map_err(|e| Error(e.to_string()))?;
     let first = deployment(client, &cc).await?.is_none();
     for object in &objects {
-        apply::apply(client, object).await?;
+        if let Err(error) = apply::apply(client, object).await {
+            let what = format!(
+                "{}/{}",
+                object.types.as_ref().map_or("?", |t| t.kind.as_str()),
+                object.name_any()
+            );
+            let note = format!("applying {what} failed: {error:#}");
+            context
+                .event(&cc, EventType::Warning, "ApplyFailed", note)
+                .await;
+            return Err(error.into());
+        }
     }
     if first {
         let note = format!("created {} objects", objects.len());

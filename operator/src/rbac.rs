@@ -1,0 +1,86 @@
+//! The operator's permissions, in one place: `chatscale-operator rbac` prints
+//! the ClusterRole, and the Helm chart uses it. The rules for owned objects are
+//! derived from the list of kinds the controller applies.
+
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
+use kube::api::ObjectMeta;
+
+use crate::controller::APPLIED_KINDS;
+
+pub const NAME: &str = "chatscale-operator";
+
+fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![group.to_owned()]),
+        resources: Some(resources.iter().map(|r| (*r).to_owned()).collect()),
+        verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
+        ..Default::default()
+    }
+}
+
+pub fn cluster_role() -> ClusterRole {
+    let owned = [
+        "get", "list", "watch", "create", "patch", "update", "delete",
+    ];
+    let mut rules = vec![
+        rule(
+            "chatscale.dev",
+            &["chatclusters"],
+            &["get", "list", "watch"],
+        ),
+        rule(
+            "chatscale.dev",
+            &["chatclusters/status"],
+            &["get", "patch", "update"],
+        ),
+    ];
+    rules.extend(
+        APPLIED_KINDS
+            .iter()
+            .map(|(_, group, plural)| rule(group, &[plural], &owned)),
+    );
+    rules.push(rule("events.k8s.io", &["events"], &["create", "patch"]));
+    rules.push(rule(
+        "coordination.k8s.io",
+        &["leases"],
+        &["get", "create", "update"],
+    ));
+    ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(NAME.into()),
+            labels: Some([("app.kubernetes.io/name".to_owned(), NAME.to_owned())].into()),
+            ..Default::default()
+        },
+        rules: Some(rules),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_applied_kind_may_be_applied_and_watched() {
+        let role = cluster_role();
+        let rules = role.rules.unwrap();
+        for (kind, group, plural) in APPLIED_KINDS {
+            let rule = rules
+                .iter()
+                .find(|r| {
+                    r.api_groups.as_deref() == Some(&[group.to_string()][..])
+                        && r.resources.as_ref().unwrap().contains(&plural.to_string())
+                })
+                .unwrap_or_else(|| panic!("no rule for {kind}"));
+            for verb in ["get", "list", "watch", "patch"] {
+                assert!(rule.verbs.contains(&verb.to_owned()), "{kind}: {verb}");
+            }
+        }
+        assert!(rules.iter().any(|r| {
+            r.resources
+                .as_ref()
+                .unwrap()
+                .contains(&"chatclusters/status".to_owned())
+        }));
+    }
+}
