@@ -27,8 +27,11 @@ use kube::{
 
 use crate::api::ChatCluster;
 
-/// Retry a failed reconcile after this long.
-const RETRY: Duration = Duration::from_secs(10);
+/// A failed reconcile is retried after 5 s, doubling per consecutive failure up to 5 minutes.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(5u64.saturating_mul(1 << failures.min(7).saturating_sub(1)))
+        .min(Duration::from_secs(300))
+}
 
 /// Runs until `shutdown` completes.
 pub async fn run(
@@ -63,8 +66,22 @@ pub async fn run(
     .await;
 }
 
-fn error_policy(_: Arc<ChatCluster>, error: &reconcile::Error, context: Arc<Context>) -> Action {
+fn error_policy(cc: Arc<ChatCluster>, error: &reconcile::Error, context: Arc<Context>) -> Action {
     context.metrics.failures.inc();
-    tracing::warn!(%error, "will retry");
-    Action::requeue(RETRY)
+    let failures = context.failed(&cc);
+    let delay = backoff(failures);
+    tracing::warn!(%error, failures, ?delay, "reconcile failed; will retry");
+    Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_five_minutes() {
+        let delays: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert!(backoff(100) <= Duration::from_secs(300));
+    }
 }

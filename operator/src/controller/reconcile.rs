@@ -61,6 +61,8 @@ pub struct Context {
     client: Client,
     recorder: Recorder,
     pub metrics: Metrics,
+    /// Consecutive failed reconciles per ChatCluster (namespace/name), for backoff.
+    failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 impl Context {
@@ -71,6 +73,7 @@ impl Context {
         };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
+            failures: Default::default(),
             client,
             metrics: Metrics {
                 reconciles: IntCounter::new(
@@ -85,6 +88,21 @@ impl Context {
                 .unwrap(),
             },
         }
+    }
+
+    /// Counts a failed reconcile of `cc`; returns how many in a row.
+    pub fn failed(&self, cc: &ChatCluster) -> u32 {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let count = failures.entry(key(cc)).or_default();
+        *count += 1;
+        *count
+    }
+
+    fn succeeded(&self, cc: &ChatCluster) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key(cc));
     }
 
     async fn event(&self, cc: &ChatCluster, type_: EventType, reason: &str, note: String) {
@@ -140,7 +158,12 @@ pub async fn reconcile(cc: Arc<ChatCluster>, context: Arc<Context>) -> Result<Ac
     }
     let current = deployment(client, &cc).await?;
     write_status(client, &cc, Observed::Applied(current.as_ref())).await?;
+    context.succeeded(&cc);
     Ok(Action::requeue(RESYNC))
+}
+
+fn key(cc: &ChatCluster) -> String {
+    format!("{}/{}", cc.namespace().unwrap_or_default(), cc.name_any())
 }
 
 async fn deployment(client: &Client, cc: &ChatCluster) -> Result<Option<Deployment>, Error> {
