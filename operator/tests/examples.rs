@@ -80,6 +80,10 @@ fn every_invalid_example_is_refused_with_a_reason() {
             "at most one of routing.ingress and routing.gateway",
         ),
         ("min-above-max.yaml", "1 <= minReplicas <= maxReplicas"),
+        (
+            "name-too-long.yaml",
+            "ChatCluster names are at most 46 characters",
+        ),
         ("wrong-type.yaml", "\"two\" is not of type \"integer\""),
     ];
     let files = yaml_files("examples/invalid");

@@ -18,6 +18,9 @@ use super::ChatClusterStatus;
     version = "v1alpha1",
     kind = "ChatCluster",
     doc = "A chat cluster: chat-server pods, Redis, sticky routing and autoscaling.",
+    // Owned names add up to 17 characters (`-redis-auth`, StatefulSet pod
+    // suffixes and labels) and must stay within Kubernetes' 63.
+    validation = Rule::new("size(self.metadata.name) <= 46").message("ChatCluster names are at most 46 characters"),
     namespaced,
     shortname = "chat",
     category = "chatscale",
