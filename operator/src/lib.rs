@@ -3,6 +3,7 @@
 //! object as a pure function of a ChatCluster.
 
 pub mod api;
+pub mod autoscaler;
 pub mod controller;
 pub mod leader;
 pub mod rbac;

@@ -295,7 +295,8 @@ pub struct ParentRef {
     pub section_name: Option<String>,
 }
 
-/// Autoscaling on connections and Redis throughput.
+/// Autoscaling on connections and Redis throughput. The vocabulary
+/// (stabilization windows, step policies) is the HorizontalPodAutoscaler's.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("1 <= self.minReplicas && self.minReplicas <= self.maxReplicas").message("autoscaling needs 1 <= minReplicas <= maxReplicas"))]
 #[serde(rename_all = "camelCase")]
@@ -313,6 +314,26 @@ pub struct AutoscalingSpec {
     #[serde(default = "default_connections")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 1000000").message("targetConnectionsPerPod must be 1..1000000"))]
     pub target_connections_per_pod: i32,
+    /// Redis operations per second that one pod's traffic is sized for; 0 ignores Redis.
+    #[serde(default = "default_redis_ops")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 10000000").message("targetRedisOpsPerPod must be 0..10000000"))]
+    pub target_redis_ops_per_pod: i32,
+    /// Redis operations per second above which Redis itself is the bottleneck
+    /// (condition RedisSaturated; consider Redis Cluster mode).
+    #[serde(default = "default_redis_ceiling")]
+    #[x_kube(validation = Rule::new("self >= 1").message("redisOpsCeiling must be at least 1"))]
+    pub redis_ops_ceiling: i32,
+    /// Seconds between two decisions.
+    #[serde(default = "default_interval")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 600").message("intervalSeconds must be 1..600"))]
+    pub interval_seconds: i32,
+    /// No change while load per pod is within this fraction of the target (0.1 = 10%).
+    #[serde(default = "default_tolerance")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self < 1.0").message("tolerance must be in [0, 1)"))]
+    pub tolerance: f64,
+    /// How fast to scale up and down, as in the HorizontalPodAutoscaler's `behavior`.
+    #[serde(default)]
+    pub behavior: ScalingBehavior,
 }
 
 impl Default for AutoscalingSpec {
@@ -322,8 +343,129 @@ impl Default for AutoscalingSpec {
             min_replicas: default_min(),
             max_replicas: default_max(),
             target_connections_per_pod: default_connections(),
+            target_redis_ops_per_pod: default_redis_ops(),
+            redis_ops_ceiling: default_redis_ceiling(),
+            interval_seconds: default_interval(),
+            tolerance: default_tolerance(),
+            behavior: ScalingBehavior::default(),
         }
     }
+}
+
+/// Scale-up and scale-down rules.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingBehavior {
+    /// Defaults: no stabilization; at most +100% or +4 pods per 15 s, whichever is more.
+    #[serde(default = "ScalingRules::up")]
+    pub scale_up: ScalingRules,
+    /// Defaults: the highest recommendation of the last 300 s; at most -100% per 15 s.
+    #[serde(default = "ScalingRules::down")]
+    pub scale_down: ScalingRules,
+}
+
+impl Default for ScalingBehavior {
+    fn default() -> Self {
+        Self {
+            scale_up: ScalingRules::up(),
+            scale_down: ScalingRules::down(),
+        }
+    }
+}
+
+/// Rules for one direction.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingRules {
+    /// Use the most conservative recommendation of this many past seconds
+    /// (the lowest when scaling up, the highest when scaling down).
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 3600").message("stabilizationWindowSeconds must be 0..3600"))]
+    pub stabilization_window_seconds: i32,
+    /// Which policy applies when several do: `Max` (the biggest change), `Min`, or `Disabled` (never in this direction).
+    #[serde(default)]
+    pub select_policy: SelectPolicy,
+    /// Limits on how many pods may change per period.
+    pub policies: Vec<ScalingPolicy>,
+}
+
+impl ScalingRules {
+    fn up() -> Self {
+        Self {
+            stabilization_window_seconds: 0,
+            select_policy: SelectPolicy::Max,
+            policies: vec![
+                ScalingPolicy {
+                    type_: PolicyType::Percent,
+                    value: 100,
+                    period_seconds: 15,
+                },
+                ScalingPolicy {
+                    type_: PolicyType::Pods,
+                    value: 4,
+                    period_seconds: 15,
+                },
+            ],
+        }
+    }
+
+    fn down() -> Self {
+        Self {
+            stabilization_window_seconds: 300,
+            select_policy: SelectPolicy::Max,
+            policies: vec![ScalingPolicy {
+                type_: PolicyType::Percent,
+                value: 100,
+                period_seconds: 15,
+            }],
+        }
+    }
+}
+
+/// How to combine several policies.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum SelectPolicy {
+    #[default]
+    Max,
+    Min,
+    Disabled,
+}
+
+/// At most `value` pods (or percent of the pods) per `periodSeconds`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingPolicy {
+    /// `Pods` or `Percent`.
+    #[serde(rename = "type")]
+    pub type_: PolicyType,
+    /// How many pods, or what percent of them.
+    #[x_kube(validation = Rule::new("self >= 1").message("a scaling policy value must be at least 1"))]
+    pub value: i32,
+    /// Length of the period, in seconds.
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1800").message("periodSeconds must be 1..1800"))]
+    pub period_seconds: i32,
+}
+
+/// Unit of a scaling policy.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PolicyType {
+    Pods,
+    Percent,
+}
+
+fn default_redis_ops() -> i32 {
+    2000
+}
+
+fn default_redis_ceiling() -> i32 {
+    50_000
+}
+
+fn default_interval() -> i32 {
+    15
+}
+
+fn default_tolerance() -> f64 {
+    0.1
 }
 
 fn yes() -> bool {

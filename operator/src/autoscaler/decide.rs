@@ -1,0 +1,421 @@
+//! The scaling decision, with the HorizontalPodAutoscaler's semantics:
+//!
+//! 1. Each signal recommends `ceil(load / target per pod)` replicas, unless
+//!    the load per current pod is within `tolerance` of the target (then it
+//!    recommends the current count). The recommendation is the largest.
+//!    Load is the cluster total, so pods that are still starting (and carry
+//!    no connections yet) change nothing: they count neither as load nor as
+//!    missing metrics; only ready pods that fail to report count as missing.
+//! 2. Missing or stale metrics never lower the count: the recommendation is
+//!    at least the current count.
+//! 3. Stabilization: scaling down goes only to the highest recommendation of
+//!    the scale-down window, scaling up only to the lowest of the scale-up window.
+//!    Until the history spans the scale-down window (after an operator
+//!    restart), the current count is taken as recommended: no early shrink.
+//! 4. Step policies bound the change per period relative to the count at the
+//!    start of that period (`Pods` or `Percent`, combined by `selectPolicy`).
+//! 5. The result is always within [minReplicas, maxReplicas].
+
+use std::collections::VecDeque;
+
+use crate::api::{AutoscalingSpec, PolicyType, ScalingRules, SelectPolicy};
+
+/// What the collector saw at one instant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Signals {
+    /// Total Socket.IO connections; `None` when a ready pod did not report.
+    pub connections: Option<u64>,
+    /// Redis operations per second; `None` when Redis could not be read.
+    pub redis_ops: Option<f64>,
+}
+
+/// Past recommendations and scale events, for windows and step limits.
+#[derive(Debug, Default, Clone)]
+pub struct History {
+    recommendations: VecDeque<(u64, i32)>,
+    scales: VecDeque<(u64, i32)>,
+}
+
+impl History {
+    /// Records a decision taken at `now` (seconds) from `current` replicas.
+    pub fn record(&mut self, now: u64, current: i32, decision: &Decision) {
+        self.recommendations
+            .push_back((now, decision.recommendation));
+        if decision.desired != current {
+            self.scales.push_back((now, decision.desired - current));
+        }
+        // Nothing looks further back than an hour.
+        while self
+            .recommendations
+            .front()
+            .is_some_and(|(t, _)| now - t > 3600)
+        {
+            self.recommendations.pop_front();
+        }
+        while self.scales.front().is_some_and(|(t, _)| now - t > 3600) {
+            self.scales.pop_front();
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Replicas to run now.
+    pub desired: i32,
+    /// What the signals alone asked for (before windows and step limits).
+    pub recommendation: i32,
+    /// Why, for status and Events.
+    pub reason: String,
+}
+
+pub fn decide(
+    spec: &AutoscalingSpec,
+    now: u64,
+    current: i32,
+    signals: Signals,
+    history: &History,
+) -> Decision {
+    let (min, max) = (spec.min_replicas, spec.max_replicas);
+    let (mut recommendation, mut reason) = recommend(spec, current, signals);
+    let missing = signals.connections.is_none()
+        || (spec.target_redis_ops_per_pod > 0 && signals.redis_ops.is_none());
+    if missing && recommendation <= current {
+        recommendation = current;
+        reason = "metrics missing: holding (never scale down blind)".into();
+    }
+    recommendation = recommendation.clamp(min, max);
+
+    // Stabilization windows over past recommendations, this one included.
+    let window = |seconds: i32| {
+        history
+            .recommendations
+            .iter()
+            .filter(move |(t, _)| within(now, *t, seconds))
+            .map(|(_, r)| *r)
+            .chain(std::iter::once(recommendation))
+    };
+    let up_to = window(spec.behavior.scale_up.stabilization_window_seconds)
+        .min()
+        .unwrap_or(recommendation);
+    let down_window = spec.behavior.scale_down.stabilization_window_seconds;
+    let mut down_to = window(down_window).max().unwrap_or(recommendation);
+    // Until the history spans the whole scale-down window (a restarted
+    // operator), the current count counts as recommended: no blind shrink.
+    let covered = down_window <= 0
+        || history
+            .recommendations
+            .front()
+            .is_some_and(|(t, _)| now.saturating_sub(*t) >= down_window as u64);
+    if !covered {
+        down_to = down_to.max(current);
+    }
+    let mut desired = current;
+    if desired < up_to {
+        desired = up_to;
+    }
+    if desired > down_to {
+        desired = down_to;
+    }
+    if desired != recommendation && desired == current {
+        reason = format!("{reason}; held by the stabilization window");
+    }
+
+    // Step limits.
+    if desired > current {
+        let limit = up_limit(&spec.behavior.scale_up, current, now, history);
+        if desired > limit {
+            desired = limit;
+            reason = format!("{reason}; scale-up limited to {limit} by policy");
+        }
+    } else if desired < current {
+        let limit = down_limit(&spec.behavior.scale_down, current, now, history);
+        if desired < limit {
+            desired = limit;
+            reason = format!("{reason}; scale-down limited to {limit} by policy");
+        }
+    }
+    Decision {
+        desired: desired.clamp(min, max),
+        recommendation,
+        reason,
+    }
+}
+
+/// Step 1: what the signals ask for.
+fn recommend(spec: &AutoscalingSpec, current: i32, signals: Signals) -> (i32, String) {
+    let mut asks = Vec::new();
+    if let Some(connections) = signals.connections {
+        asks.push((
+            "connections",
+            connections as f64,
+            f64::from(spec.target_connections_per_pod),
+        ));
+    }
+    if let (Some(ops), true) = (signals.redis_ops, spec.target_redis_ops_per_pod > 0) {
+        asks.push(("Redis ops/s", ops, f64::from(spec.target_redis_ops_per_pod)));
+    }
+    let mut best = (current, format!("no signal: keep {current}"));
+    let mut first = true;
+    for (what, load, target) in asks {
+        let per_pod = if current > 0 {
+            load / f64::from(current)
+        } else {
+            f64::INFINITY
+        };
+        let ratio = per_pod / target;
+        let wanted = if (ratio - 1.0).abs() <= spec.tolerance {
+            current
+        } else {
+            (load / target).ceil() as i32
+        };
+        if first || wanted > best.0 {
+            best = (
+                wanted,
+                format!("{what} {load:.0} at {target:.0} per pod: {wanted} pods"),
+            );
+            first = false;
+        }
+    }
+    best
+}
+
+/// True when `t` lies within the last `seconds` before `now`.
+fn within(now: u64, t: u64, seconds: i32) -> bool {
+    now.saturating_sub(t) < seconds.max(0) as u64
+}
+
+/// Replicas at the start of `period` before changes in direction `sign`.
+fn start_of_period(current: i32, now: u64, period: i32, sign: i32, history: &History) -> i32 {
+    let changed: i32 = history
+        .scales
+        .iter()
+        .filter(|(t, delta)| within(now, *t, period) && delta.signum() == sign)
+        .map(|(_, delta)| *delta)
+        .sum();
+    current - changed
+}
+
+fn up_limit(rules: &ScalingRules, current: i32, now: u64, history: &History) -> i32 {
+    let limits = rules.policies.iter().map(|p| {
+        let base = start_of_period(current, now, p.period_seconds, 1, history);
+        match p.type_ {
+            PolicyType::Pods => base + p.value,
+            PolicyType::Percent => {
+                (f64::from(base) * (1.0 + f64::from(p.value) / 100.0)).ceil() as i32
+            }
+        }
+    });
+    match rules.select_policy {
+        SelectPolicy::Max => limits.max().unwrap_or(i32::MAX),
+        SelectPolicy::Min => limits.min().unwrap_or(i32::MAX),
+        SelectPolicy::Disabled => current,
+    }
+    .max(current)
+}
+
+fn down_limit(rules: &ScalingRules, current: i32, now: u64, history: &History) -> i32 {
+    let limits = rules.policies.iter().map(|p| {
+        let base = start_of_period(current, now, p.period_seconds, -1, history);
+        match p.type_ {
+            PolicyType::Pods => base - p.value,
+            PolicyType::Percent => {
+                (f64::from(base) * (1.0 - f64::from(p.value) / 100.0)).floor() as i32
+            }
+        }
+    });
+    match rules.select_policy {
+        // The policy that allows the biggest change: the lowest floor.
+        SelectPolicy::Max => limits.min().unwrap_or(0),
+        SelectPolicy::Min => limits.max().unwrap_or(0),
+        SelectPolicy::Disabled => current,
+    }
+    .min(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ScalingPolicy, ScalingRules};
+    use proptest::prelude::*;
+
+    fn spec() -> AutoscalingSpec {
+        AutoscalingSpec {
+            min_replicas: 2,
+            max_replicas: 20,
+            target_connections_per_pod: 1000,
+            target_redis_ops_per_pod: 0,
+            ..Default::default()
+        }
+    }
+
+    fn seen(connections: u64) -> Signals {
+        Signals {
+            connections: Some(connections),
+            redis_ops: None,
+        }
+    }
+
+    /// Runs decisions every 15 s; returns the replica counts.
+    fn run(spec: &AutoscalingSpec, start: i32, loads: &[Option<u64>]) -> Vec<i32> {
+        let mut history = History::default();
+        let mut current = start;
+        let mut out = Vec::new();
+        for (i, load) in loads.iter().enumerate() {
+            let now = 15 * i as u64;
+            let decision = decide(
+                spec,
+                now,
+                current,
+                Signals {
+                    connections: *load,
+                    redis_ops: None,
+                },
+                &history,
+            );
+            history.record(now, current, &decision);
+            current = decision.desired;
+            out.push(current);
+        }
+        out
+    }
+
+    #[test]
+    fn table() {
+        let cases: &[(&str, i32, u64, i32)] = &[
+            ("load at target keeps", 4, 4000, 4),
+            ("within tolerance keeps", 4, 4300, 4),
+            ("above tolerance grows", 4, 6000, 6),
+            ("grows at most +100% or +4 per period", 2, 50_000, 6),
+            ("never above max", 10, 1_000_000, 20),
+            ("never below min", 2, 0, 2),
+            ("below min is raised to min", 1, 0, 2),
+        ];
+        for (name, current, connections, expected) in cases {
+            let decision = decide(
+                &spec(),
+                1000,
+                *current,
+                seen(*connections),
+                &History::default(),
+            );
+            assert_eq!(decision.desired, *expected, "{name}: {}", decision.reason);
+        }
+    }
+
+    #[test]
+    fn redis_ops_can_drive_scaling() {
+        let spec = AutoscalingSpec {
+            target_redis_ops_per_pod: 500,
+            ..spec()
+        };
+        let signals = Signals {
+            connections: Some(1000),
+            redis_ops: Some(4000.0),
+        };
+        let decision = decide(&spec, 0, 2, signals, &History::default());
+        assert_eq!(decision.desired, 6, "{}", decision.reason);
+        assert!(decision.reason.contains("Redis"));
+    }
+
+    #[test]
+    fn missing_metrics_never_scale_down() {
+        let decision = decide(
+            &spec(),
+            0,
+            8,
+            Signals {
+                connections: None,
+                redis_ops: None,
+            },
+            &History::default(),
+        );
+        assert_eq!(decision.desired, 8);
+        assert!(decision.reason.contains("missing"));
+    }
+
+    #[test]
+    fn scale_down_waits_for_the_window() {
+        // Load drops from 8000 to 2000 connections: the 300 s window holds 8 pods.
+        let mut loads = vec![Some(8000); 4];
+        loads.extend(vec![Some(2000); 30]);
+        let replicas = run(&spec(), 8, &loads);
+        let first_drop = replicas.iter().position(|r| *r < 8).unwrap();
+        // The drop comes once the last high recommendation (step 3) is 300 s
+        // (20 steps) old and so out of the window.
+        assert_eq!(first_drop, 3 + 20, "{replicas:?}");
+        assert_eq!(*replicas.last().unwrap(), 2);
+    }
+
+    #[test]
+    fn pods_policy_limits_scale_down_steps() {
+        let mut spec = spec();
+        spec.behavior.scale_down = ScalingRules {
+            stabilization_window_seconds: 0,
+            select_policy: SelectPolicy::Max,
+            policies: vec![ScalingPolicy {
+                type_: PolicyType::Pods,
+                value: 1,
+                period_seconds: 60,
+            }],
+        };
+        let replicas = run(&spec, 10, &[Some(0); 12]);
+        // One pod per minute: steps of 15 s, so a pod every fourth step.
+        assert_eq!(replicas, [9, 9, 9, 9, 8, 8, 8, 8, 7, 7, 7, 7]);
+    }
+
+    #[test]
+    fn disabled_scale_down_never_shrinks() {
+        let mut spec = spec();
+        spec.behavior.scale_down.select_policy = SelectPolicy::Disabled;
+        spec.behavior.scale_down.stabilization_window_seconds = 0;
+        assert!(run(&spec, 10, &[Some(0); 10]).iter().all(|r| *r == 10));
+    }
+
+    proptest! {
+        #[test]
+        fn always_within_bounds_and_never_down_blind(
+            start in 1i32..30,
+            loads in proptest::collection::vec(proptest::option::weighted(0.9, 0u64..40_000), 1..60),
+        ) {
+            let spec = spec();
+            let mut history = History::default();
+            let mut current = start;
+            for (i, load) in loads.iter().enumerate() {
+                let now = 15 * i as u64;
+                let decision = decide(&spec, now, current, Signals { connections: *load, redis_ops: None }, &history);
+                prop_assert!(decision.desired >= spec.min_replicas && decision.desired <= spec.max_replicas);
+                if load.is_none() && current >= spec.min_replicas && current <= spec.max_replicas {
+                    prop_assert!(decision.desired >= current, "scaled down without metrics");
+                }
+                // Default step limits: at most +max(100%, 4 pods) per 15 s.
+                if decision.desired > current {
+                    prop_assert!(decision.desired <= (current * 2).max(current + 4).max(spec.min_replicas));
+                }
+                history.record(now, current, &decision);
+                current = decision.desired;
+            }
+        }
+
+        #[test]
+        fn no_reversal_inside_the_scale_down_window_under_noisy_plateau(
+            noise in proptest::collection::vec(-0.25f64..0.25, 40..80),
+        ) {
+            // A plateau of 6000 connections with +-25% noise: beyond the tolerance, so
+            // the policy does scale, but never back within the scale-down window.
+            let loads: Vec<Option<u64>> = noise.iter().map(|n| Some((6000.0 * (1.0 + n)) as u64)).collect();
+            let replicas = run(&spec(), 6, &loads);
+            let mut last_change: Option<(usize, i32)> = None;
+            let mut previous = 6;
+            for (i, r) in replicas.iter().enumerate() {
+                if *r != previous {
+                    let direction = (*r - previous).signum();
+                    if let Some((at, was)) = last_change {
+                        prop_assert!(!(was != direction && (i - at) * 15 < 300), "reversal at step {i}: {replicas:?}");
+                    }
+                    last_change = Some((i, direction));
+                    previous = *r;
+                }
+            }
+        }
+    }
+}

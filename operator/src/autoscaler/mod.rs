@@ -1,0 +1,5 @@
+//! Autoscaling on the signals that matter for chat: connections and Redis
+//! throughput. `decide` is a pure function of observations, recent history
+//! and the spec, so the policy is tested (and simulated) without Kubernetes.
+
+pub mod decide;
