@@ -2,4 +2,5 @@
 //! throughput. `decide` is a pure function of observations, recent history
 //! and the spec, so the policy is tested (and simulated) without Kubernetes.
 
+pub mod collect;
 pub mod decide;
