@@ -4,3 +4,4 @@
 
 pub mod collect;
 pub mod decide;
+pub mod drain;

@@ -1,0 +1,220 @@
+//! Drain-aware scale-down: pick the pods with the fewest connections, mark
+//! them with `controller.kubernetes.io/pod-deletion-cost` (so the ReplicaSet
+//! removes exactly them), drain them through their admin API, wait until they
+//! report `drained` (or the drain timeout), and only then lower replicas. A
+//! scale-up while draining cancels the drains and clears the marks. The
+//! orchestration talks to two small traits, so tests drive it with real
+//! chat-server processes and no Kubernetes.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::collect::Scrape;
+
+/// Deletion cost of pods chosen for removal: lower than any default (0).
+pub const DELETION_COST: i32 = -1000;
+
+/// The workload: marks pods and sets the replica count.
+#[async_trait]
+pub trait Workload: Send + Sync {
+    async fn mark_for_deletion(&self, pod: &str) -> anyhow::Result<()>;
+    async fn unmark(&self, pod: &str) -> anyhow::Result<()>;
+    async fn set_replicas(&self, replicas: i32) -> anyhow::Result<()>;
+    /// Replaces a pod that finished draining but is wanted after all (delete it; the ReplicaSet starts a fresh one).
+    async fn replace(&self, pod: &str) -> anyhow::Result<()>;
+}
+
+/// One pod's drain API (`/drain` on its admin port).
+#[async_trait]
+pub trait DrainApi: Send + Sync {
+    async fn start(&self, admin_url: &str) -> anyhow::Result<()>;
+    async fn state(&self, admin_url: &str) -> anyhow::Result<String>;
+    /// False when the pod had already finished draining (it cannot serve again).
+    async fn cancel(&self, admin_url: &str) -> anyhow::Result<bool>;
+}
+
+/// The `count` pods with the fewest connections (only pods that reported).
+pub fn pick(scrapes: &[Scrape], count: usize) -> Vec<&Scrape> {
+    let mut reported: Vec<&Scrape> = scrapes.iter().filter(|s| s.metrics.is_ok()).collect();
+    reported.sort_by_key(|s| {
+        (
+            s.metrics
+                .as_ref()
+                .map(|m| m.connections)
+                .unwrap_or(u64::MAX),
+            s.target.pod.clone(),
+        )
+    });
+    reported.truncate(count);
+    reported
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every victim drained; replicas lowered.
+    Completed,
+    /// The drain timeout ran out; replicas lowered anyway (their answers end "interrupted").
+    TimedOut,
+    /// Cancelled (a scale-up came): marks cleared, drains cancelled, replicas unchanged.
+    Cancelled,
+}
+
+/// Drains `victims` (pod name, admin base URL) and then sets `replicas`.
+/// `cancelled` is polled between checks: true means a scale-up wants the pods back.
+pub async fn scale_down(
+    workload: &dyn Workload,
+    drains: &dyn DrainApi,
+    victims: &[(String, String)],
+    replicas: i32,
+    timeout: Duration,
+    poll: Duration,
+    cancelled: &(dyn Fn() -> bool + Send + Sync),
+) -> anyhow::Result<Outcome> {
+    for (pod, admin) in victims {
+        workload.mark_for_deletion(pod).await?;
+        drains.start(admin).await?;
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if cancelled() {
+            for (pod, admin) in victims {
+                if drains.cancel(admin).await? {
+                    workload.unmark(pod).await?;
+                } else {
+                    workload.replace(pod).await?;
+                }
+            }
+            return Ok(Outcome::Cancelled);
+        }
+        let mut all_drained = true;
+        for (_, admin) in victims {
+            // A pod that no longer answers has gone: count it as drained.
+            all_drained &= drains
+                .state(admin)
+                .await
+                .map_or(true, |state| state == "drained");
+        }
+        if all_drained || tokio::time::Instant::now() >= deadline {
+            workload.set_replicas(replicas).await?;
+            return Ok(if all_drained {
+                Outcome::Completed
+            } else {
+                Outcome::TimedOut
+            });
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// The drain API over HTTP with the cluster's admin token.
+pub struct HttpDrainApi {
+    client: reqwest::Client,
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct DrainStatus {
+    state: String,
+}
+
+impl HttpDrainApi {
+    pub fn new(token: String) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("a plain HTTP client builds");
+        Self { client, token }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        admin_url: &str,
+    ) -> anyhow::Result<reqwest::Response> {
+        Ok(self
+            .client
+            .request(method, format!("{admin_url}/drain"))
+            .bearer_auth(&self.token)
+            .send()
+            .await?)
+    }
+
+    async fn expect_ok(
+        &self,
+        method: reqwest::Method,
+        admin_url: &str,
+    ) -> anyhow::Result<reqwest::Response> {
+        let response = self.call(method, admin_url).await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "drain API answered HTTP {}",
+            response.status().as_u16()
+        );
+        Ok(response)
+    }
+}
+
+#[async_trait]
+impl DrainApi for HttpDrainApi {
+    async fn start(&self, admin_url: &str) -> anyhow::Result<()> {
+        self.expect_ok(reqwest::Method::POST, admin_url)
+            .await
+            .map(drop)
+    }
+
+    async fn state(&self, admin_url: &str) -> anyhow::Result<String> {
+        let response = self.expect_ok(reqwest::Method::GET, admin_url).await?;
+        let text = response.text().await?;
+        Ok(serde_json::from_str::<DrainStatus>(&text)?.state)
+    }
+
+    async fn cancel(&self, admin_url: &str) -> anyhow::Result<bool> {
+        let response = self.call(reqwest::Method::DELETE, admin_url).await?;
+        match response.status().as_u16() {
+            200..=299 => Ok(true),
+            // 409: nothing to cancel, the drain had finished.
+            409 => Ok(false),
+            status => anyhow::bail!("drain API answered HTTP {status}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autoscaler::collect::{PodMetrics, Target};
+
+    fn scrape(pod: &str, connections: Option<u64>) -> Scrape {
+        Scrape {
+            target: Target {
+                pod: pod.into(),
+                url: String::new(),
+                ready: true,
+            },
+            metrics: connections
+                .map(|c| PodMetrics {
+                    connections: c,
+                    ai_streams_active: 0,
+                    draining: false,
+                })
+                .ok_or_else(|| "down".to_owned()),
+        }
+    }
+
+    #[test]
+    fn picks_the_emptiest_pods_that_reported() {
+        let scrapes = [
+            scrape("a", Some(50)),
+            scrape("b", Some(5)),
+            scrape("c", None),
+            scrape("d", Some(20)),
+        ];
+        let picked: Vec<&str> = pick(&scrapes, 2)
+            .iter()
+            .map(|s| s.target.pod.as_str())
+            .collect();
+        assert_eq!(picked, ["b", "d"]);
+    }
+}

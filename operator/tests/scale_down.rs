@@ -1,0 +1,206 @@
+//! Drain-aware scale-down against real chat-server processes on a real
+//! redis-server (no Kubernetes): the emptiest pod is chosen, marked, drained
+//! through its admin API, and only then are replicas lowered; a scale-up
+//! during the drain cancels it.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use chatscale_operator::autoscaler::{
+    collect::{Target, scrape_all},
+    drain::{HttpDrainApi, Outcome, Workload, pick, scale_down},
+};
+use chatscale_tests::{ChatServer, RedisServer, SocketClient};
+use serde_json::json;
+
+const TOKEN: &str = "scale-down-test-token";
+
+fn chat_server_bin() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/chat-server");
+    assert!(
+        bin.exists(),
+        "build chat-server first (cargo build -p chat-server; make test does)"
+    );
+    bin
+}
+
+#[derive(Default)]
+struct RecordingWorkload {
+    log: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Workload for RecordingWorkload {
+    async fn mark_for_deletion(&self, pod: &str) -> anyhow::Result<()> {
+        self.log.lock().unwrap().push(format!("mark {pod}"));
+        Ok(())
+    }
+    async fn unmark(&self, pod: &str) -> anyhow::Result<()> {
+        self.log.lock().unwrap().push(format!("unmark {pod}"));
+        Ok(())
+    }
+    async fn set_replicas(&self, replicas: i32) -> anyhow::Result<()> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("replicas {replicas}"));
+        Ok(())
+    }
+    async fn replace(&self, pod: &str) -> anyhow::Result<()> {
+        self.log.lock().unwrap().push(format!("replace {pod}"));
+        Ok(())
+    }
+}
+
+async fn cluster(count: usize, extra: &[&str]) -> anyhow::Result<(RedisServer, Vec<ChatServer>)> {
+    let redis = RedisServer::start().await?;
+    let token = std::env::temp_dir().join(format!("chatscale-token-{}", std::process::id()));
+    std::fs::write(&token, TOKEN)?;
+    let mut servers = Vec::new();
+    for _ in 0..count {
+        let mut args = vec![
+            "--redis-url",
+            redis.url.as_str(),
+            "--admin-token-file",
+            token.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        servers.push(ChatServer::start(&chat_server_bin(), &args).await?);
+    }
+    Ok((redis, servers))
+}
+
+fn targets(servers: &[ChatServer]) -> Vec<Target> {
+    servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Target {
+            pod: format!("pod-{i}"),
+            url: format!("{}/metrics", s.admin_url),
+            ready: true,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emptiest_pod_is_drained_before_replicas_go_down() -> anyhow::Result<()> {
+    let (_redis, mut servers) = cluster(2, &[]).await?;
+    let mut busy = Vec::new();
+    for _ in 0..3 {
+        let client = SocketClient::connect(&servers[0].url).await?;
+        client.ask("join", json!({"room": "r"})).await?;
+        busy.push(client);
+    }
+    let mut quiet = SocketClient::connect(&servers[1].url).await?;
+    quiet.ask("join", json!({"room": "r"})).await?;
+
+    let scrapes = scrape_all(targets(&servers), 4, Duration::from_secs(2)).await;
+    let victims: Vec<(String, String)> = pick(&scrapes, 1)
+        .iter()
+        .map(|s| {
+            (
+                s.target.pod.clone(),
+                s.target.url.trim_end_matches("/metrics").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        victims[0].0, "pod-1",
+        "the pod with one connection, not three"
+    );
+
+    let workload = RecordingWorkload::default();
+    let outcome = scale_down(
+        &workload,
+        &HttpDrainApi::new(TOKEN.into()),
+        &victims,
+        1,
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        &|| false,
+    )
+    .await?;
+    assert_eq!(outcome, Outcome::Completed);
+    assert_eq!(*workload.log.lock().unwrap(), ["mark pod-1", "replicas 1"]);
+    // The quiet client was told to move before being disconnected.
+    let (event, payload) = quiet.next_event().await?;
+    assert_eq!(event, "server-draining");
+    assert!(payload["reconnectAfterMs"].is_u64());
+    assert_eq!(servers[1].admin_get("/readyz").await?.0, 503);
+    assert!(servers[0].is_running() && servers[1].is_running());
+    assert!(
+        servers.remove(1).stop().await?.success(),
+        "a drained server exits 0 on SIGTERM"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scale_up_during_the_drain_cancels_it() -> anyhow::Result<()> {
+    let (_redis, servers) = cluster(1, &["--demo-answer-tokens", "2000"]).await?;
+    // A 40-second AI answer keeps the drain from finishing.
+    let client = SocketClient::connect(&servers[0].url).await?;
+    client.ask("join", json!({"room": "r"})).await?;
+    client
+        .ask("ai-query", json!({"room": "r", "prompt": "a long one"}))
+        .await?;
+    let victims = vec![("pod-0".to_owned(), servers[0].admin_url.clone())];
+    let workload = RecordingWorkload::default();
+    let polls = Arc::new(AtomicBool::new(false));
+    let seen = polls.clone();
+    let outcome = scale_down(
+        &workload,
+        &HttpDrainApi::new(TOKEN.into()),
+        &victims,
+        0,
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        // The first check runs after the drain started: the scale-up arrives then.
+        &move || seen.swap(true, Ordering::SeqCst),
+    )
+    .await?;
+    assert_eq!(outcome, Outcome::Cancelled);
+    assert_eq!(
+        *workload.log.lock().unwrap(),
+        ["mark pod-0", "unmark pod-0"],
+        "replicas untouched"
+    );
+    assert_eq!(
+        servers[0].admin_get("/readyz").await?.0,
+        200,
+        "serving again"
+    );
+    assert!(polls.load(Ordering::SeqCst));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_fails_the_scale_down_without_touching_replicas() -> anyhow::Result<()> {
+    let (_redis, servers) = cluster(1, &[]).await?;
+    let victims = vec![("pod-0".to_owned(), servers[0].admin_url.clone())];
+    let workload = RecordingWorkload::default();
+    let result = scale_down(
+        &workload,
+        &HttpDrainApi::new("wrong".into()),
+        &victims,
+        0,
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        &|| false,
+    )
+    .await;
+    assert!(result.unwrap_err().to_string().contains("401"));
+    assert_eq!(
+        *workload.log.lock().unwrap(),
+        ["mark pod-0"],
+        "no replicas change"
+    );
+    Ok(())
+}
