@@ -5,3 +5,4 @@
 pub mod collect;
 pub mod decide;
 pub mod drain;
+pub mod sim;
