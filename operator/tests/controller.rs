@@ -54,6 +54,31 @@ fn condition(kube: &FakeKube, type_: &str) -> Option<(String, String)> {
     ))
 }
 
+/// Runs the real controller against `kube` until the returned sender fires.
+fn start_controller(
+    kube: &FakeKube,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let client = kube.client();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(controller::run(
+        client.clone(),
+        Arc::new(Context::new(client)),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (stop, runner)
+}
+
+/// A ChatCluster from `examples/NAME.yaml`.
+fn example(name: &str) -> anyhow::Result<ChatCluster> {
+    let path = format!("{}/../examples/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
+    Ok(serde_saphyr::from_str(&std::fs::read_to_string(path)?)?)
+}
+
 fn field<'a>(object: &'a Option<Value>, pointer: &str) -> Option<&'a Value> {
     object.as_ref()?.pointer(pointer)
 }
@@ -62,20 +87,9 @@ fn field<'a>(object: &'a Option<Value>, pointer: &str) -> Option<&'a Value> {
 async fn the_controller_builds_keeps_and_reports_a_chat_cluster() -> anyhow::Result<()> {
     let kube = FakeKube::start().await;
     let client = kube.client();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let runner = tokio::spawn(controller::run(
-        client.clone(),
-        Arc::new(Context::new(client.clone())),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let (stop, runner) = start_controller(&kube);
 
-    let manifest = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/minimal.yaml"
-    ))?;
-    let cc: ChatCluster = serde_saphyr::from_str(&manifest)?;
+    let cc = example("minimal")?;
     let clusters: Api<ChatCluster> = Api::namespaced(client.clone(), NS);
     let created = clusters.create(&PostParams::default(), &cc).await?;
     let uid = created.uid().unwrap();
@@ -226,19 +240,8 @@ async fn the_controller_builds_keeps_and_reports_a_chat_cluster() -> anyhow::Res
 async fn a_gateway_cluster_gets_an_httproute_and_no_ingress() -> anyhow::Result<()> {
     let kube = FakeKube::start().await;
     let client = kube.client();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let runner = tokio::spawn(controller::run(
-        client.clone(),
-        Arc::new(Context::new(client.clone())),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    let manifest = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/production.yaml"
-    ))?;
-    let cc: ChatCluster = serde_saphyr::from_str(&manifest)?;
+    let (stop, runner) = start_controller(&kube);
+    let cc = example("production")?;
     Api::<ChatCluster>::namespaced(client.clone(), "chat-prod")
         .create(&PostParams::default(), &cc)
         .await?;

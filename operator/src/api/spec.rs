@@ -100,19 +100,23 @@ fn default_replicas() -> i32 {
 }
 
 fn default_chat_resources() -> ResourceRequirements {
+    resources("250m", "256Mi", "1Gi")
+}
+
+/// Requests of `cpu` and `memory`, and a memory limit (no CPU limit: throttling hurts latency).
+fn resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirements {
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    let quantities = |pairs: &[(&str, &str)]| {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
+                .collect(),
+        )
+    };
     ResourceRequirements {
-        requests: Some(
-            [("cpu", "250m"), ("memory", "256Mi")]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
-                .collect(),
-        ),
-        limits: Some(
-            [("memory".to_owned(), Quantity("1Gi".to_owned()))]
-                .into_iter()
-                .collect(),
-        ),
+        requests: quantities(&[("cpu", cpu), ("memory", memory)]),
+        limits: quantities(&[("memory", memory_limit)]),
         ..Default::default()
     }
 }
@@ -182,21 +186,7 @@ fn default_redis_storage() -> String {
 }
 
 fn default_redis_resources() -> ResourceRequirements {
-    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-    ResourceRequirements {
-        requests: Some(
-            [("cpu", "100m"), ("memory", "256Mi")]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
-                .collect(),
-        ),
-        limits: Some(
-            [("memory".to_owned(), Quantity("1Gi".to_owned()))]
-                .into_iter()
-                .collect(),
-        ),
-        ..Default::default()
-    }
+    resources("100m", "256Mi", "1Gi")
 }
 
 /// A Redis you run.
