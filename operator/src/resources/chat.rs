@@ -9,11 +9,10 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
-            Capabilities, ClientIPConfig, Container, ContainerPort, EnvVar, EnvVarSource,
-            HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-            SeccompProfile, Secret, SecretKeySelector, SecretVolumeSource, SecurityContext,
-            Service, ServicePort, ServiceSpec, SessionAffinityConfig, TopologySpreadConstraint,
-            Volume, VolumeMount,
+            ClientIPConfig, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+            KeyToPath, PodSpec, PodTemplateSpec, Probe, Secret, SecretKeySelector,
+            SecretVolumeSource, Service, ServicePort, ServiceSpec, SessionAffinityConfig,
+            TopologySpreadConstraint, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
@@ -264,7 +263,7 @@ fn pod_spec(cc: &ChatCluster, wiring: Wiring) -> PodSpec {
         // Service links would inject `<SERVICE>_PORT` variables that can clash with CHAT_* flags.
         enable_service_links: Some(false),
         termination_grace_period_seconds: Some(grace),
-        security_context: Some(pod_security()),
+        security_context: Some(super::security::pod(NONROOT)),
         topology_spread_constraints: Some(spread(cc)),
         volumes: Some(wiring.volumes),
         containers: vec![Container {
@@ -279,7 +278,7 @@ fn pod_spec(cc: &ChatCluster, wiring: Wiring) -> PodSpec {
             readiness_probe: Some(probe("/readyz", 0, 5, 2)),
             liveness_probe: Some(probe("/healthz", 5, 10, 3)),
             resources: Some(cc.spec.resources.clone()),
-            security_context: Some(container_security()),
+            security_context: Some(super::security::container()),
             ..Default::default()
         }],
         ..Default::default()
@@ -306,32 +305,6 @@ fn probe(path: &str, initial_delay: i32, period: i32, failures: i32) -> Probe {
         initial_delay_seconds: (initial_delay > 0).then_some(initial_delay),
         period_seconds: Some(period),
         failure_threshold: Some(failures),
-        ..Default::default()
-    }
-}
-
-fn pod_security() -> PodSecurityContext {
-    PodSecurityContext {
-        run_as_non_root: Some(true),
-        run_as_user: Some(NONROOT),
-        run_as_group: Some(NONROOT),
-        fs_group: Some(NONROOT),
-        seccomp_profile: Some(SeccompProfile {
-            type_: "RuntimeDefault".into(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn container_security() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        read_only_root_filesystem: Some(true),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            ..Default::default()
-        }),
         ..Default::default()
     }
 }

@@ -9,6 +9,7 @@ pub mod names;
 pub mod redis;
 pub mod routing;
 pub mod safety;
+pub mod security;
 
 use kube::{
     Resource, ResourceExt,

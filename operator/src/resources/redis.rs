@@ -9,9 +9,8 @@ use k8s_openapi::{
     api::{
         apps::v1::{StatefulSet, StatefulSetSpec},
         core::v1::{
-            Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction,
-            PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
-            PodTemplateSpec, Probe, SeccompProfile, Secret, SecretKeySelector, SecurityContext,
+            Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, PersistentVolumeClaim,
+            PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, Secret, SecretKeySelector,
             Service, ServicePort, ServiceSpec, TCPSocketAction, VolumeMount,
             VolumeResourceRequirements,
         },
@@ -127,17 +126,7 @@ fn pod_spec(cc: &ChatCluster, managed: &ManagedRedis) -> PodSpec {
     PodSpec {
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(REDIS_UID),
-            run_as_group: Some(REDIS_UID),
-            fs_group: Some(REDIS_UID),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(super::security::pod(REDIS_UID)),
         containers: vec![container(cc, managed)],
         ..Default::default()
     }
@@ -171,7 +160,7 @@ fn container(cc: &ChatCluster, managed: &ManagedRedis) -> Container {
         readiness_probe: Some(readiness_probe()),
         liveness_probe: Some(liveness_probe()),
         resources: Some(managed.resources.clone()),
-        security_context: Some(container_security()),
+        security_context: Some(super::security::container()),
         volume_mounts: Some(vec![VolumeMount {
             name: DATA_VOLUME.into(),
             mount_path: DATA_DIR.into(),
@@ -221,19 +210,6 @@ fn liveness_probe() -> Probe {
         period_seconds: Some(10),
         timeout_seconds: Some(3),
         failure_threshold: Some(6),
-        ..Default::default()
-    }
-}
-
-fn container_security() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        read_only_root_filesystem: Some(true),
-        run_as_non_root: Some(true),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            ..Default::default()
-        }),
         ..Default::default()
     }
 }
