@@ -114,10 +114,12 @@ async fn run(
         }
         let _ = stop.send(());
     });
+    let autoscaler = tokio::spawn(chatscale_operator::autoscaler::run::run(client.clone()));
     controller::run(client, context, async move {
         let _ = stopped.await;
     })
     .await;
+    autoscaler.abort();
     Ok(())
 }
 

@@ -29,6 +29,18 @@ pub struct ChatClusterStatus {
     /// Replicas the operator wants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_replicas: Option<i32>,
+    /// Connections per ready pod, from the last scrape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections_per_pod: Option<i64>,
+    /// Pods being drained before removal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub draining_pods: Vec<String>,
+    /// When the autoscaler last changed `spec.replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Why the autoscaler last changed `spec.replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_reason: Option<String>,
     /// Ready, Progressing and Degraded, each with a reason and a message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

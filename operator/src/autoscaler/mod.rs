@@ -5,4 +5,5 @@
 pub mod collect;
 pub mod decide;
 pub mod drain;
+pub mod run;
 pub mod sim;

@@ -22,12 +22,11 @@ pub enum Observed<'a> {
 pub fn status(cc: &ChatCluster, observed: Observed<'_>, now: Timestamp) -> ChatClusterStatus {
     let previous = cc.status.clone().unwrap_or_default();
     let generation = cc.metadata.generation;
+    // Load figures belong to the autoscaler (its own field manager): not set here.
     let mut status = ChatClusterStatus {
         observed_generation: generation,
         selector: Some(names::selector_string(cc, names::CHAT)),
         desired_replicas: Some(cc.spec.replicas),
-        connections: previous.connections,
-        redis_ops_per_sec: previous.redis_ops_per_sec,
         ..Default::default()
     };
     let (ready, progressing, degraded) = match observed {
@@ -84,10 +83,26 @@ pub fn status(cc: &ChatCluster, observed: Observed<'_>, now: Timestamp) -> ChatC
             )
         }
     };
+    let ceiling = i64::from(cc.spec.autoscaling.redis_ops_ceiling);
+    let saturated = match previous.redis_ops_per_sec {
+        Some(ops) if ops > ceiling => (
+            true,
+            "AboveCeiling",
+            format!(
+                "Redis runs {ops} ops/s, above the {ceiling} ceiling: consider Redis Cluster mode (redis.external.cluster)"
+            ),
+        ),
+        _ => (
+            false,
+            "BelowCeiling",
+            format!("Redis ops/s within the {ceiling} ceiling"),
+        ),
+    };
     status.conditions = [
         ("Ready", ready),
         ("Progressing", progressing),
         ("Degraded", degraded),
+        ("RedisSaturated", saturated),
     ]
     .into_iter()
     .map(|(kind, (on, reason, message))| {
@@ -199,6 +214,28 @@ mod tests {
         );
         assert_eq!(degraded.message, "min above max");
         assert_eq!(find(&status, "Ready").status, "False");
+    }
+
+    #[test]
+    fn redis_above_the_ceiling_is_saturated() {
+        let mut cluster = cc();
+        cluster.status = Some(ChatClusterStatus {
+            redis_ops_per_sec: Some(60_000),
+            ..Default::default()
+        });
+        let status = status(&cluster, Observed::Applied(None), Timestamp::UNIX_EPOCH);
+        let saturated = find(&status, "RedisSaturated");
+        assert_eq!(
+            (saturated.status.as_str(), saturated.reason.as_str()),
+            ("True", "AboveCeiling")
+        );
+        assert!(saturated.message.contains("Redis Cluster"));
+        let calm = status_of(&cc());
+        assert_eq!(find(&calm, "RedisSaturated").status, "False");
+    }
+
+    fn status_of(cluster: &ChatCluster) -> ChatClusterStatus {
+        status(cluster, Observed::Applied(None), Timestamp::UNIX_EPOCH)
     }
 
     #[test]

@@ -1,0 +1,344 @@
+//! The autoscaler loop against Kubernetes, per ChatCluster every
+//! `intervalSeconds`: observe (the cluster's pods, their `/metrics`, Redis
+//! ops/s), decide (the pure policy), act (scale up at once; scale down only
+//! through the drain orchestration), and report (status under its own field
+//! manager, Events). Only the leader runs it.
+
+use std::{collections::HashMap, time::Duration};
+
+use async_trait::async_trait;
+use k8s_openapi::{
+    api::core::v1::{Pod, Secret},
+    apimachinery::pkg::apis::meta::v1::Time,
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{ListParams, Patch, PatchParams},
+    runtime::events::{Event, EventType, Recorder, Reporter},
+};
+use serde_json::json;
+
+use super::{
+    collect::{self, Scrape, Target},
+    decide::{Decision, History, decide},
+    drain::{self, DELETION_COST, HttpDrainApi, Outcome, Workload},
+};
+use crate::{api::ChatCluster, resources::names};
+
+/// The autoscaler's own field manager for status fields it owns.
+pub const FIELD_MANAGER: &str = "chatscale-autoscaler";
+const DELETION_COST_ANNOTATION: &str = "controller.kubernetes.io/pod-deletion-cost";
+
+/// Runs forever: one pass over every ChatCluster per second, each cluster at its own interval.
+pub async fn run(client: Client) {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let mut state: HashMap<String, (History, u64)> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let clusters = match Api::<ChatCluster>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+        {
+            Ok(list) => list.items,
+            Err(error) => {
+                tracing::warn!(%error, "autoscaler could not list ChatClusters");
+                continue;
+            }
+        };
+        let now = Timestamp::now().as_second().max(0) as u64;
+        for cc in clusters.iter().filter(|cc| cc.spec.autoscaling.enabled) {
+            let key = format!("{}/{}", cc.namespace().unwrap_or_default(), cc.name_any());
+            let (history, last) = state.entry(key).or_default();
+            if *last != 0 && now < *last + cc.spec.autoscaling.interval_seconds.max(1) as u64 {
+                continue;
+            }
+            *last = now;
+            if let Err(error) = step(&client, &recorder, cc, history, now).await {
+                tracing::warn!(%error, cluster = cc.name_any(), "autoscaler step failed");
+            }
+        }
+    }
+}
+
+/// One decision for one cluster.
+pub async fn step(
+    client: &Client,
+    recorder: &Recorder,
+    cc: &ChatCluster,
+    history: &mut History,
+    now: u64,
+) -> anyhow::Result<Decision> {
+    let namespace = cc.namespace().unwrap_or_else(|| "default".into());
+    let targets = targets(client, cc, &namespace).await?;
+    let scrapes = collect::scrape_all(targets, 16, Duration::from_secs(2)).await;
+    let redis_ops = match redis_url(client, cc, &namespace).await {
+        Some(url) => collect::redis_ops(&url).await,
+        None => None,
+    };
+    let signals = collect::signals(&scrapes, redis_ops);
+    let current = cc.spec.replicas;
+    let decision = decide(&cc.spec.autoscaling, now, current, signals, history);
+    history.record(now, current, &decision);
+
+    let ready = scrapes.iter().filter(|s| s.target.ready).count().max(1) as i64;
+    let mut status = json!({
+        "connections": signals.connections,
+        "connectionsPerPod": signals.connections.map(|c| c as i64 / ready),
+        "redisOpsPerSec": redis_ops.map(|o| o as i64),
+    });
+    let workload = KubeWorkload {
+        client: client.clone(),
+        namespace: namespace.clone(),
+        cluster: cc.name_any(),
+    };
+    if decision.desired > current {
+        workload.set_replicas(decision.desired).await?;
+        note(
+            recorder,
+            cc,
+            "ScaledUp",
+            format!("{current} -> {}: {}", decision.desired, decision.reason),
+        )
+        .await;
+        status["lastScaleTime"] = json!(Time(Timestamp::now()));
+        status["lastScaleReason"] = json!(decision.reason);
+    } else if decision.desired < current {
+        // Only pods that exist need draining: replicas not yet started just go.
+        let excess = scrapes
+            .len()
+            .saturating_sub(decision.desired.max(0) as usize);
+        let victims = victims(&scrapes, excess);
+        write_status(
+            client,
+            cc,
+            &namespace,
+            json!({"drainingPods": victims.iter().map(|v| &v.0).collect::<Vec<_>>()}),
+        )
+        .await?;
+        note(
+            recorder,
+            cc,
+            "DrainStarted",
+            format!(
+                "draining {:?} before scaling to {}",
+                victims.iter().map(|v| &v.0).collect::<Vec<_>>(),
+                decision.desired
+            ),
+        )
+        .await;
+        let token = admin_token(client, cc, &namespace)
+            .await
+            .unwrap_or_default();
+        let timeout = Duration::from_secs(cc.spec.drain.timeout_seconds.max(1) as u64);
+        let outcome = drain::scale_down(
+            &workload,
+            &HttpDrainApi::new(token),
+            &victims,
+            decision.desired,
+            timeout,
+            Duration::from_secs(1),
+            &|| false,
+        )
+        .await?;
+        let reason = match outcome {
+            Outcome::Completed => "DrainCompleted",
+            Outcome::TimedOut => "DrainTimedOut",
+            Outcome::Cancelled => "DrainCancelled",
+        };
+        note(
+            recorder,
+            cc,
+            reason,
+            format!("{current} -> {}: {}", decision.desired, decision.reason),
+        )
+        .await;
+        note(
+            recorder,
+            cc,
+            "ScaledDown",
+            format!("{current} -> {}", decision.desired),
+        )
+        .await;
+        status["drainingPods"] = json!([]);
+        status["lastScaleTime"] = json!(Time(Timestamp::now()));
+        status["lastScaleReason"] = json!(decision.reason);
+    }
+    write_status(client, cc, &namespace, status).await?;
+    Ok(decision)
+}
+
+/// Running pods of the cluster's chat-servers, with their admin `/metrics` URL.
+async fn targets(
+    client: &Client,
+    cc: &ChatCluster,
+    namespace: &str,
+) -> anyhow::Result<Vec<Target>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let selector = names::selector_string(cc, names::CHAT);
+    let list = pods.list(&ListParams::default().labels(&selector)).await?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+        .filter_map(|pod| {
+            let status = pod.status.as_ref()?;
+            if status.phase.as_deref() != Some("Running") {
+                return None;
+            }
+            let ip = status.pod_ip.as_deref()?;
+            let port = pod
+                .spec
+                .as_ref()?
+                .containers
+                .iter()
+                .flat_map(|c| c.ports.iter().flatten())
+                .find(|p| p.name.as_deref() == Some("admin"))
+                .map_or(names::ADMIN_PORT, |p| p.container_port);
+            let ready = status
+                .conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            Some(Target {
+                pod: pod.name_any(),
+                url: format!("http://{ip}:{port}/metrics"),
+                ready,
+            })
+        })
+        .collect())
+}
+
+/// (pod, admin base URL) of the emptiest pods.
+fn victims(scrapes: &[Scrape], count: usize) -> Vec<(String, String)> {
+    drain::pick(scrapes, count)
+        .into_iter()
+        .map(|s| {
+            (
+                s.target.pod.clone(),
+                s.target.url.trim_end_matches("/metrics").to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn secret_value(client: &Client, namespace: &str, name: &str, key: &str) -> Option<String> {
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .ok()??;
+    let from_data = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .and_then(|v| String::from_utf8(v.0.clone()).ok());
+    from_data.or_else(|| {
+        secret
+            .string_data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .cloned()
+    })
+}
+
+async fn redis_url(client: &Client, cc: &ChatCluster, namespace: &str) -> Option<String> {
+    match (&cc.spec.redis.managed, &cc.spec.redis.external) {
+        (Some(_), _) => secret_value(client, namespace, &names::redis_auth(cc), "url").await,
+        (None, Some(external)) => {
+            secret_value(
+                client,
+                namespace,
+                &external.url_secret_ref.name,
+                &external.url_secret_ref.key,
+            )
+            .await
+        }
+        (None, None) => None,
+    }
+}
+
+async fn admin_token(client: &Client, cc: &ChatCluster, namespace: &str) -> Option<String> {
+    secret_value(client, namespace, &names::admin_secret(cc), "token").await
+}
+
+async fn write_status(
+    client: &Client,
+    cc: &ChatCluster,
+    namespace: &str,
+    status: serde_json::Value,
+) -> anyhow::Result<()> {
+    Api::<ChatCluster>::namespaced(client.clone(), namespace)
+        .patch_status(
+            &cc.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(json!({
+                "apiVersion": ChatCluster::api_version(&()),
+                "kind": ChatCluster::kind(&()),
+                "status": status,
+            })),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn note(recorder: &Recorder, cc: &ChatCluster, reason: &str, note: String) {
+    let event = Event {
+        type_: EventType::Normal,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Scale".into(),
+        secondary: None,
+    };
+    if let Err(error) = recorder.publish(&event, &cc.object_ref(&())).await {
+        tracing::debug!(%error, "an Event could not be recorded");
+    }
+}
+
+/// Pods and replicas through the Kubernetes API.
+struct KubeWorkload {
+    client: Client,
+    namespace: String,
+    cluster: String,
+}
+
+#[async_trait]
+impl Workload for KubeWorkload {
+    async fn mark_for_deletion(&self, pod: &str) -> anyhow::Result<()> {
+        let patch = json!({"metadata": {"annotations": {DELETION_COST_ANNOTATION: DELETION_COST.to_string()}}});
+        Api::<Pod>::namespaced(self.client.clone(), &self.namespace)
+            .patch(pod, &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
+        Ok(())
+    }
+
+    async fn unmark(&self, pod: &str) -> anyhow::Result<()> {
+        let patch = json!({"metadata": {"annotations": {DELETION_COST_ANNOTATION: null}}});
+        Api::<Pod>::namespaced(self.client.clone(), &self.namespace)
+            .patch(pod, &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
+        Ok(())
+    }
+
+    /// `spec.replicas` of the ChatCluster: the reconcile carries it to the Deployment.
+    async fn set_replicas(&self, replicas: i32) -> anyhow::Result<()> {
+        let patch = json!({"spec": {"replicas": replicas}});
+        Api::<ChatCluster>::namespaced(self.client.clone(), &self.namespace)
+            .patch(&self.cluster, &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
+        Ok(())
+    }
+
+    async fn replace(&self, pod: &str) -> anyhow::Result<()> {
+        Api::<Pod>::namespaced(self.client.clone(), &self.namespace)
+            .delete(pod, &Default::default())
+            .await?;
+        Ok(())
+    }
+}

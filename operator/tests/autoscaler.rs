@@ -1,0 +1,188 @@
+//! The autoscaler's Kubernetes side against the in-memory API, with local
+//! HTTP servers standing in for the pods' admin ports: scale-up patches
+//! replicas at once; scale-down marks and drains exactly the emptiest pod
+//! first; a pod whose metrics fail blocks any scale-down; status and Events.
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicI64, Ordering},
+};
+
+use axum::{Router, http::StatusCode, routing::get};
+use chatscale_operator::{
+    api::ChatCluster,
+    autoscaler::{decide::History, run::step},
+};
+use chatscale_tests::fake_kube::{FakeKube, res};
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    Api,
+    api::{Patch, PatchParams, PostParams},
+    runtime::events::{Recorder, Reporter},
+};
+use serde_json::json;
+
+const NS: &str = "chat";
+
+/// A pod's admin port: `/metrics` with `connections` (negative = HTTP 500) and `/drain`.
+struct FakePod {
+    connections: Arc<AtomicI64>,
+    drained: Arc<Mutex<bool>>,
+    port: u16,
+}
+
+async fn fake_pod(connections: i64) -> FakePod {
+    let value = Arc::new(AtomicI64::new(connections));
+    let drained = Arc::new(Mutex::new(false));
+    let (metrics, drain_state, drain_start) = (value.clone(), drained.clone(), drained.clone());
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let n = metrics.load(Ordering::SeqCst);
+                async move {
+                    if n < 0 {
+                        (StatusCode::INTERNAL_SERVER_ERROR, String::new())
+                    } else {
+                        (StatusCode::OK, format!("chat_connected_sockets {n}\nchat_ai_streams_active 0\nchat_draining 0\n"))
+                    }
+                }
+            }),
+        )
+        .route(
+            "/drain",
+            get(move || {
+                let state = if *drain_state.lock().unwrap() { "drained" } else { "serving" };
+                async move { format!("{{\"state\":\"{state}\"}}") }
+            })
+            .post(move || {
+                *drain_start.lock().unwrap() = true;
+                async { (StatusCode::ACCEPTED, "{\"state\":\"draining\"}") }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    FakePod {
+        connections: value,
+        drained,
+        port,
+    }
+}
+
+async fn add_pod(kube: &FakeKube, name: &str, port: u16) {
+    let pods: Api<Pod> = Api::namespaced(kube.client(), NS);
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": {
+            "app.kubernetes.io/name": "chatscale", "app.kubernetes.io/instance": "team-chat",
+            "app.kubernetes.io/component": "chat"}},
+        "spec": {"containers": [{"name": "chat-server", "ports": [{"name": "admin", "containerPort": port}]}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let status = json!({"status": {"phase": "Running", "podIP": "127.0.0.1",
+        "conditions": [{"type": "Ready", "status": "True"}]}});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+}
+
+fn cluster(kube: &FakeKube) -> ChatCluster {
+    serde_json::from_value(kube.get(&res::<ChatCluster>(), NS, "team-chat").unwrap()).unwrap()
+}
+
+fn events(kube: &FakeKube) -> Vec<String> {
+    kube.objects()
+        .into_iter()
+        .filter(|o| o["kind"] == "Event")
+        .map(|o| o["reason"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()> {
+    let kube = FakeKube::start().await;
+    let client = kube.client();
+    let manifest = "apiVersion: chatscale.dev/v1alpha1\nkind: ChatCluster\nmetadata: {name: team-chat, namespace: chat}\n\
+        spec:\n  replicas: 2\n  routing: {host: chat.example.com}\n  autoscaling:\n    minReplicas: 1\n    maxReplicas: 5\n    \
+        targetConnectionsPerPod: 10\n    targetRedisOpsPerPod: 0\n    behavior:\n      scaleDown:\n        \
+        stabilizationWindowSeconds: 0\n        policies: [{type: Percent, value: 100, periodSeconds: 15}]\n";
+    let cc: ChatCluster = serde_saphyr::from_str(manifest)?;
+    Api::<ChatCluster>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &cc)
+        .await?;
+    let (busy, idle) = (fake_pod(15).await, fake_pod(20).await);
+    add_pod(&kube, "chat-a", busy.port).await;
+    add_pod(&kube, "chat-b", idle.port).await;
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "test".into(),
+            instance: None,
+        },
+    );
+    let mut history = History::default();
+
+    // 35 connections at 10 per pod: 4 pods, at once.
+    let up = step(&client, &recorder, &cluster(&kube), &mut history, 1000).await?;
+    assert_eq!(up.desired, 4, "{}", up.reason);
+    assert_eq!(cluster(&kube).spec.replicas, 4);
+    assert!(events(&kube).contains(&"ScaledUp".to_owned()));
+    let status = kube.get(&res::<ChatCluster>(), NS, "team-chat").unwrap()["status"].clone();
+    assert_eq!(
+        (
+            status["connections"].as_i64(),
+            status["connectionsPerPod"].as_i64()
+        ),
+        (Some(35), Some(17))
+    );
+    assert!(
+        status["lastScaleReason"]
+            .as_str()
+            .unwrap()
+            .contains("connections")
+    );
+
+    // Back to two pods that exist; the load drops to 5: one pod must go, the emptiest, drained first.
+    Api::<ChatCluster>::namespaced(client.clone(), NS)
+        .patch(
+            "team-chat",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 2}})),
+        )
+        .await?;
+    busy.connections.store(5, Ordering::SeqCst);
+    idle.connections.store(0, Ordering::SeqCst);
+    let down = step(&client, &recorder, &cluster(&kube), &mut history, 2000).await?;
+    assert_eq!(down.desired, 1, "{}", down.reason);
+    assert_eq!(cluster(&kube).spec.replicas, 1);
+    assert!(*idle.drained.lock().unwrap(), "the idle pod was drained");
+    assert!(!*busy.drained.lock().unwrap(), "the busy pod was not");
+    let cost = |name: &str| {
+        kube.get(&res::<Pod>(), NS, name).unwrap()["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"].clone()
+    };
+    assert_eq!(cost("chat-b"), json!("-1000"), "the drained pod goes first");
+    assert_eq!(cost("chat-a"), serde_json::Value::Null);
+    let reasons = events(&kube);
+    for reason in ["DrainStarted", "DrainCompleted", "ScaledDown"] {
+        assert!(
+            reasons.contains(&reason.to_owned()),
+            "{reason} in {reasons:?}"
+        );
+    }
+
+    // A pod whose metrics fail: no scale-down, however low the rest.
+    Api::<ChatCluster>::namespaced(client.clone(), NS)
+        .patch(
+            "team-chat",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 2}})),
+        )
+        .await?;
+    busy.connections.store(-1, Ordering::SeqCst);
+    let blind = step(&client, &recorder, &cluster(&kube), &mut history, 3000).await?;
+    assert_eq!(blind.desired, 2, "{}", blind.reason);
+    assert_eq!(cluster(&kube).spec.replicas, 2);
+    Ok(())
+}
