@@ -23,10 +23,11 @@ pub fn cluster_role() -> ClusterRole {
         "get", "list", "watch", "create", "patch", "update", "delete",
     ];
     let mut rules = vec![
+        // patch: the autoscaler sets spec.replicas.
         rule(
             "chatscale.dev",
             &["chatclusters"],
-            &["get", "list", "watch"],
+            &["get", "list", "watch", "patch"],
         ),
         rule(
             "chatscale.dev",
@@ -39,6 +40,12 @@ pub fn cluster_role() -> ClusterRole {
             .iter()
             .map(|(_, group, plural)| rule(group, &[plural], &owned)),
     );
+    // The autoscaler scrapes pods, marks the ones it drains, and replaces drained pods.
+    rules.push(rule(
+        "",
+        &["pods"],
+        &["get", "list", "watch", "patch", "delete"],
+    ));
     rules.push(rule("events.k8s.io", &["events"], &["create", "patch"]));
     rules.push(rule(
         "coordination.k8s.io",
@@ -82,5 +89,13 @@ mod tests {
                 .unwrap()
                 .contains(&"chatclusters/status".to_owned())
         }));
+        let pods = rules
+            .iter()
+            .find(|r| r.resources.as_ref().unwrap().contains(&"pods".to_owned()))
+            .expect("a rule for pods");
+        assert!(
+            pods.verbs.contains(&"patch".to_owned()),
+            "the autoscaler marks pods"
+        );
     }
 }
