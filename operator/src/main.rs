@@ -93,6 +93,7 @@ async fn run(
     let context = std::sync::Arc::new(controller::Context::new(client.clone()));
     let registry = prometheus::Registry::new();
     context.metrics.register(&registry)?;
+    let autoscaler_metrics = chatscale_operator::autoscaler::run::Metrics::new(&registry)?;
     tokio::spawn(telemetry::serve(http_address, registry));
 
     let elector = Elector::new(
@@ -114,7 +115,10 @@ async fn run(
         }
         let _ = stop.send(());
     });
-    let autoscaler = tokio::spawn(chatscale_operator::autoscaler::run::run(client.clone()));
+    let autoscaler = tokio::spawn(chatscale_operator::autoscaler::run::run(
+        client.clone(),
+        autoscaler_metrics,
+    ));
     controller::run(client, context, async move {
         let _ = stopped.await;
     })

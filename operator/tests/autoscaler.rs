@@ -11,7 +11,10 @@ use std::sync::{
 use axum::{Router, http::StatusCode, routing::get};
 use chatscale_operator::{
     api::ChatCluster,
-    autoscaler::{decide::History, run::step},
+    autoscaler::{
+        decide::History,
+        run::{Metrics, step},
+    },
 };
 use chatscale_tests::fake_kube::{FakeKube, res};
 use k8s_openapi::api::core::v1::Pod;
@@ -123,9 +126,18 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
         },
     );
     let mut history = History::default();
+    let metrics = Metrics::default();
 
     // 35 connections at 10 per pod: 4 pods, at once.
-    let up = step(&client, &recorder, &cluster(&kube), &mut history, 1000).await?;
+    let up = step(
+        &client,
+        &recorder,
+        &metrics,
+        &cluster(&kube),
+        &mut history,
+        1000,
+    )
+    .await?;
     assert_eq!(up.desired, 4, "{}", up.reason);
     assert_eq!(cluster(&kube).spec.replicas, 4);
     assert!(events(&kube).contains(&"ScaledUp".to_owned()));
@@ -154,7 +166,15 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
         .await?;
     busy.connections.store(5, Ordering::SeqCst);
     idle.connections.store(0, Ordering::SeqCst);
-    let down = step(&client, &recorder, &cluster(&kube), &mut history, 2000).await?;
+    let down = step(
+        &client,
+        &recorder,
+        &metrics,
+        &cluster(&kube),
+        &mut history,
+        2000,
+    )
+    .await?;
     assert_eq!(down.desired, 1, "{}", down.reason);
     assert_eq!(cluster(&kube).spec.replicas, 1);
     assert!(*idle.drained.lock().unwrap(), "the idle pod was drained");
@@ -181,8 +201,23 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
         )
         .await?;
     busy.connections.store(-1, Ordering::SeqCst);
-    let blind = step(&client, &recorder, &cluster(&kube), &mut history, 3000).await?;
+    let blind = step(
+        &client,
+        &recorder,
+        &metrics,
+        &cluster(&kube),
+        &mut history,
+        3000,
+    )
+    .await?;
     assert_eq!(blind.desired, 2, "{}", blind.reason);
     assert_eq!(cluster(&kube).spec.replicas, 2);
+    assert_eq!(
+        metrics.scrape_failures.get(),
+        1,
+        "the failed scrape is counted"
+    );
+    let decided = |d: &str| metrics.decisions.with_label_values(&[d]).get();
+    assert_eq!((decided("up"), decided("down"), decided("hold")), (1, 1, 1));
     Ok(())
 }

@@ -30,8 +30,44 @@ use crate::{api::ChatCluster, resources::names};
 pub const FIELD_MANAGER: &str = "chatscale-autoscaler";
 const DELETION_COST_ANNOTATION: &str = "controller.kubernetes.io/pod-deletion-cost";
 
+/// Operator metrics of the autoscaler.
+pub struct Metrics {
+    /// Decisions taken, by direction (`up`, `down`, `hold`).
+    pub decisions: prometheus::IntCounterVec,
+    /// Pods whose `/metrics` could not be scraped.
+    pub scrape_failures: prometheus::IntCounter,
+}
+
+impl Metrics {
+    pub fn new(registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let metrics = Self {
+            decisions: prometheus::IntCounterVec::new(
+                prometheus::Opts::new(
+                    "chatscale_autoscaler_decisions_total",
+                    "Autoscaler decisions, by direction",
+                ),
+                &["direction"],
+            )?,
+            scrape_failures: prometheus::IntCounter::new(
+                "chatscale_autoscaler_scrape_failures_total",
+                "Pods whose /metrics could not be scraped",
+            )?,
+        };
+        registry.register(Box::new(metrics.decisions.clone()))?;
+        registry.register(Box::new(metrics.scrape_failures.clone()))?;
+        Ok(metrics)
+    }
+}
+
+/// Metrics on a registry of their own (for tests and tools).
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new(&prometheus::Registry::new()).expect("fresh metrics register")
+    }
+}
+
 /// Runs forever: one pass over every ChatCluster per second, each cluster at its own interval.
-pub async fn run(client: Client) {
+pub async fn run(client: Client, metrics: Metrics) {
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -61,7 +97,7 @@ pub async fn run(client: Client) {
                 continue;
             }
             *last = now;
-            if let Err(error) = step(&client, &recorder, cc, history, now).await {
+            if let Err(error) = step(&client, &recorder, &metrics, cc, history, now).await {
                 tracing::warn!(%error, cluster = cc.name_any(), "autoscaler step failed");
             }
         }
@@ -72,6 +108,7 @@ pub async fn run(client: Client) {
 pub async fn step(
     client: &Client,
     recorder: &Recorder,
+    metrics: &Metrics,
     cc: &ChatCluster,
     history: &mut History,
     now: u64,
@@ -84,9 +121,18 @@ pub async fn step(
         None => None,
     };
     let signals = collect::signals(&scrapes, redis_ops);
+    metrics
+        .scrape_failures
+        .inc_by(scrapes.iter().filter(|s| s.metrics.is_err()).count() as u64);
     let current = cc.spec.replicas;
     let decision = decide(&cc.spec.autoscaling, now, current, signals, history);
     history.record(now, current, &decision);
+    let direction = match decision.desired.cmp(&current) {
+        std::cmp::Ordering::Greater => "up",
+        std::cmp::Ordering::Less => "down",
+        std::cmp::Ordering::Equal => "hold",
+    };
+    metrics.decisions.with_label_values(&[direction]).inc();
 
     let ready = scrapes.iter().filter(|s| s.target.ready).count().max(1) as i64;
     let mut status = json!({
