@@ -91,6 +91,14 @@ async fn add_pod(kube: &FakeKube, name: &str, port: u16) {
         .unwrap();
 }
 
+/// Sets `spec.replicas` as a user (or the reconcile) would.
+async fn set_replicas(kube: &FakeKube, replicas: i32) -> kube::Result<ChatCluster> {
+    let patch = json!({"spec": {"replicas": replicas}});
+    Api::<ChatCluster>::namespaced(kube.client(), NS)
+        .patch("team-chat", &PatchParams::default(), &Patch::Merge(patch))
+        .await
+}
+
 fn cluster(kube: &FakeKube) -> ChatCluster {
     serde_json::from_value(kube.get(&res::<ChatCluster>(), NS, "team-chat").unwrap()).unwrap()
 }
@@ -157,13 +165,7 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
     );
 
     // Back to two pods that exist; the load drops to 5: one pod must go, the emptiest, drained first.
-    Api::<ChatCluster>::namespaced(client.clone(), NS)
-        .patch(
-            "team-chat",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 2}})),
-        )
-        .await?;
+    set_replicas(&kube, 2).await?;
     busy.connections.store(5, Ordering::SeqCst);
     idle.connections.store(0, Ordering::SeqCst);
     let down = step(
@@ -193,13 +195,7 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
     }
 
     // A pod whose metrics fail: no scale-down, however low the rest.
-    Api::<ChatCluster>::namespaced(client.clone(), NS)
-        .patch(
-            "team-chat",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 2}})),
-        )
-        .await?;
+    set_replicas(&kube, 2).await?;
     busy.connections.store(-1, Ordering::SeqCst);
     let blind = step(
         &client,

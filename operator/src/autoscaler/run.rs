@@ -24,7 +24,11 @@ use super::{
     decide::{Decision, History, decide},
     drain::{self, DELETION_COST, HttpDrainApi, Outcome, Workload},
 };
-use crate::{api::ChatCluster, resources::names};
+use crate::{
+    api::ChatCluster,
+    controller::{apply_status, secrets},
+    resources::names,
+};
 
 /// The autoscaler's own field manager for status fields it owns.
 pub const FIELD_MANAGER: &str = "chatscale-autoscaler";
@@ -113,7 +117,7 @@ pub async fn step(
     history: &mut History,
     now: u64,
 ) -> anyhow::Result<Decision> {
-    let namespace = cc.namespace().unwrap_or_else(|| "default".into());
+    let namespace = names::namespace(cc);
     let targets = targets(client, cc, &namespace).await?;
     let scrapes = collect::scrape_all(targets, 16, Duration::from_secs(2)).await;
     let redis_ops = match redis_url(client, cc, &namespace).await {
@@ -165,7 +169,6 @@ pub async fn step(
         write_status(
             client,
             cc,
-            &namespace,
             json!({"drainingPods": victims.iter().map(|v| &v.0).collect::<Vec<_>>()}),
         )
         .await?;
@@ -217,7 +220,7 @@ pub async fn step(
         status["lastScaleTime"] = json!(Time(Timestamp::now()));
         status["lastScaleReason"] = json!(decision.reason);
     }
-    write_status(client, cc, &namespace, status).await?;
+    write_status(client, cc, status).await?;
     Ok(decision)
 }
 
@@ -276,22 +279,8 @@ fn victims(scrapes: &[Scrape], count: usize) -> Vec<(String, String)> {
 }
 
 async fn secret_value(client: &Client, namespace: &str, name: &str, key: &str) -> Option<String> {
-    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await
-        .ok()??;
-    let from_data = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .and_then(|v| String::from_utf8(v.0.clone()).ok());
-    from_data.or_else(|| {
-        secret
-            .string_data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .cloned()
-    })
+    let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
+    secrets::read(&secrets, name, key).await.ok().flatten()
 }
 
 async fn redis_url(client: &Client, cc: &ChatCluster, namespace: &str) -> Option<String> {
@@ -317,21 +306,9 @@ async fn admin_token(client: &Client, cc: &ChatCluster, namespace: &str) -> Opti
 async fn write_status(
     client: &Client,
     cc: &ChatCluster,
-    namespace: &str,
     status: serde_json::Value,
 ) -> anyhow::Result<()> {
-    Api::<ChatCluster>::namespaced(client.clone(), namespace)
-        .patch_status(
-            &cc.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(json!({
-                "apiVersion": ChatCluster::api_version(&()),
-                "kind": ChatCluster::kind(&()),
-                "status": status,
-            })),
-        )
-        .await?;
-    Ok(())
+    Ok(apply_status(client, cc, FIELD_MANAGER, status).await?)
 }
 
 async fn note(recorder: &Recorder, cc: &ChatCluster, reason: &str, note: String) {

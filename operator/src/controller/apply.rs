@@ -3,9 +3,11 @@
 //! state (drift is corrected) without touching fields others manage.
 
 use kube::{
-    Api, Client,
+    Api, Client, Resource, ResourceExt,
     api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams},
 };
+
+use crate::{api::ChatCluster, resources::names};
 
 /// The one field manager of everything the operator writes.
 pub const FIELD_MANAGER: &str = "chatscale-operator";
@@ -47,6 +49,27 @@ pub fn api_resource(object: &DynamicObject) -> anyhow::Result<ApiResource> {
         &GroupVersionKind::gvk(group, version, &types.kind),
         plural,
     ))
+}
+
+/// Applies `status` to the ChatCluster's status subresource as `manager`.
+pub async fn apply_status(
+    client: &Client,
+    cc: &ChatCluster,
+    manager: &str,
+    status: impl serde::Serialize,
+) -> Result<(), kube::Error> {
+    Api::<ChatCluster>::namespaced(client.clone(), &names::namespace(cc))
+        .patch_status(
+            &cc.name_any(),
+            &PatchParams::apply(manager).force(),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": ChatCluster::api_version(&()),
+                "kind": ChatCluster::kind(&()),
+                "status": status,
+            })),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Applies one object in its namespace.

@@ -5,10 +5,10 @@
 
 mod apply;
 mod reconcile;
-mod secrets;
+pub mod secrets;
 mod status;
 
-pub use apply::{APPLIED_KINDS, FIELD_MANAGER};
+pub use apply::{APPLIED_KINDS, FIELD_MANAGER, apply_status};
 pub use reconcile::{Context, reconcile};
 
 use std::{sync::Arc, time::Duration};

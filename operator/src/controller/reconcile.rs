@@ -7,14 +7,12 @@ use std::{sync::Arc, time::Duration};
 use k8s_openapi::{api::apps::v1::Deployment, jiff::Timestamp};
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{Patch, PatchParams},
     runtime::{
         controller::Action,
         events::{Event, EventType, Recorder, Reporter},
     },
 };
 use prometheus::IntCounter;
-use serde_json::json;
 
 use super::{
     apply::{self, FIELD_MANAGER},
@@ -167,7 +165,7 @@ fn key(cc: &ChatCluster) -> String {
 }
 
 async fn deployment(client: &Client, cc: &ChatCluster) -> Result<Option<Deployment>, Error> {
-    let namespace = cc.namespace().unwrap_or_else(|| "default".into());
+    let namespace = names::namespace(cc);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
     Ok(deployments.get_opt(&names::chat(cc)).await?)
 }
@@ -177,19 +175,6 @@ async fn write_status(
     cc: &ChatCluster,
     observed: Observed<'_>,
 ) -> Result<(), Error> {
-    let namespace = cc.namespace().unwrap_or_else(|| "default".into());
-    let clusters: Api<ChatCluster> = Api::namespaced(client.clone(), &namespace);
     let status = status::status(cc, observed, Timestamp::now());
-    clusters
-        .patch_status(
-            &cc.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(json!({
-                "apiVersion": ChatCluster::api_version(&()),
-                "kind": ChatCluster::kind(&()),
-                "status": status,
-            })),
-        )
-        .await?;
-    Ok(())
+    Ok(apply::apply_status(client, cc, FIELD_MANAGER, status).await?)
 }

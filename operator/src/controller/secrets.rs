@@ -3,7 +3,7 @@
 //! Secrets on every reconcile, so a restart of the operator changes nothing.
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use rand::{Rng, distr::Alphanumeric};
 
 use crate::{
@@ -13,7 +13,7 @@ use crate::{
 
 /// The stored values, or fresh random ones where a Secret or key is missing.
 pub async fn generated(client: &Client, cc: &ChatCluster) -> anyhow::Result<Generated> {
-    let namespace = cc.namespace().unwrap_or_else(|| "default".into());
+    let namespace = names::namespace(cc);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     Ok(Generated {
         redis_password: stored_or_new(&secrets, &names::redis_auth(cc), "password").await?,
@@ -22,7 +22,19 @@ pub async fn generated(client: &Client, cc: &ChatCluster) -> anyhow::Result<Gene
 }
 
 async fn stored_or_new(secrets: &Api<Secret>, name: &str, key: &str) -> anyhow::Result<String> {
-    let stored = secrets.get_opt(name).await?.and_then(|secret| {
+    Ok(read(secrets, name, key)
+        .await?
+        .unwrap_or_else(random_secret))
+}
+
+/// One key of a Secret, from `data` (as the API server stores it) or
+/// `stringData` (as written); `None` when the Secret or the key is missing.
+pub async fn read(
+    secrets: &Api<Secret>,
+    name: &str,
+    key: &str,
+) -> Result<Option<String>, kube::Error> {
+    Ok(secrets.get_opt(name).await?.and_then(|secret| {
         let from_data = secret
             .data
             .as_ref()
@@ -35,8 +47,7 @@ async fn stored_or_new(secrets: &Api<Secret>, name: &str, key: &str) -> anyhow::
                 .and_then(|d| d.get(key))
                 .cloned()
         })
-    });
-    Ok(stored.unwrap_or_else(random_secret))
+    }))
 }
 
 /// 40 random letters and digits (about 238 bits).

@@ -183,7 +183,7 @@ fn base_env(cc: &ChatCluster) -> Result<Vec<EnvVar>, SpecError> {
 
 /// `<namespace>.<name>`: unique per cluster, so several clusters can share one Redis.
 fn key_prefix(cc: &ChatCluster) -> Result<String, SpecError> {
-    let namespace = cc.namespace().unwrap_or_else(|| "default".into());
+    let namespace = names::namespace(cc);
     let prefix = format!("{namespace}.{}", cc.name_any());
     if prefix.len() > MAX_KEY_PREFIX {
         return Err(SpecError(format!(

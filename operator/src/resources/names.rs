@@ -16,6 +16,11 @@ pub const PUBLIC_PORT: i32 = 3000;
 pub const ADMIN_PORT: i32 = 9090;
 pub const REDIS_PORT: i32 = 6379;
 
+/// The ChatCluster's namespace (`default` when a manifest names none, as kubectl does).
+pub fn namespace(cc: &ChatCluster) -> String {
+    cc.namespace().unwrap_or_else(|| "default".into())
+}
+
 pub fn chat(cc: &ChatCluster) -> String {
     format!("{}-chat", cc.name_any())
 }

@@ -19,7 +19,7 @@ use k8s_openapi::{
         api::resource::Quantity, apis::meta::v1::LabelSelector, util::intstr::IntOrString,
     },
 };
-use kube::{ResourceExt, api::DynamicObject, api::ObjectMeta};
+use kube::{api::DynamicObject, api::ObjectMeta};
 
 use super::{Generated, SpecError, dynamic, names, owned_meta};
 use crate::api::{ChatCluster, ManagedRedis};
@@ -44,7 +44,7 @@ pub fn objects(cc: &ChatCluster, generated: &Generated) -> Result<Vec<DynamicObj
 
 /// `redis://:<password>@<cc>-redis.<namespace>.svc:6379/0`, the password percent-encoded.
 fn url(cc: &ChatCluster, password: &str) -> String {
-    let namespace = cc.namespace().unwrap_or_else(|| "default".into());
+    let namespace = names::namespace(cc);
     format!(
         "redis://:{}@{}.{namespace}.svc:{}/0",
         percent_encode(password),
