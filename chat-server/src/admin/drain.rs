@@ -184,11 +184,20 @@ impl Drain {
             let _ = socket.disconnect();
         }
         // Answers this server streams keep going: they reach moved clients through Redis.
-        while self.metrics.ai_streams_active.get() > 0 {
+        let mut phase = self.phase.subscribe();
+        loop {
+            // Register for the wake-up before checking, so no ending is missed.
+            let ended = self.metrics.stream_ended.notified();
             if !self.current(generation) {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            if self.metrics.ai_streams_active.get() == 0 {
+                break;
+            }
+            tokio::select! {
+                () = ended => {}
+                _ = phase.changed() => {}
+            }
         }
         self.phase.send_if_modified(|phase| {
             if phase.generation != generation || phase.state != DrainState::Draining {

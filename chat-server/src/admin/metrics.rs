@@ -30,6 +30,8 @@ pub struct Metrics {
     pub events_rejected_total: IntCounterVec,
     /// 1 while this server drains.
     pub draining: IntGauge,
+    /// Woken whenever an AI answer ends (not a metric).
+    pub stream_ended: tokio::sync::Notify,
     /// Sockets still connected while draining.
     pub drain_remaining_sockets: IntGauge,
     /// 1 while Redis answers (always 1 without Redis).
@@ -106,6 +108,7 @@ impl Metrics {
             )
             .unwrap(),
             draining: IntGauge::new("chat_draining", "1 while this server drains").unwrap(),
+            stream_ended: tokio::sync::Notify::new(),
             drain_remaining_sockets: IntGauge::new(
                 "chat_drain_remaining_sockets",
                 "Sockets still connected while draining",
@@ -185,19 +188,21 @@ impl Default for Metrics {
     }
 }
 
-/// Counts an AI answer as active for as long as it lives.
-pub struct ActiveStream<'a>(&'a IntGauge);
+/// Counts an AI answer as active for as long as it lives, and wakes whoever
+/// waits for answers to end (a drain) when it does.
+pub struct ActiveStream<'a>(&'a Metrics);
 
 impl<'a> ActiveStream<'a> {
-    pub fn start(gauge: &'a IntGauge) -> Self {
-        gauge.inc();
-        Self(gauge)
+    pub fn start(metrics: &'a Metrics) -> Self {
+        metrics.ai_streams_active.inc();
+        Self(metrics)
     }
 }
 
 impl Drop for ActiveStream<'_> {
     fn drop(&mut self) {
-        self.0.dec();
+        self.0.ai_streams_active.dec();
+        self.0.stream_ended.notify_waiters();
     }
 }
 
@@ -246,8 +251,8 @@ mod tests {
     fn an_active_stream_counts_until_dropped() {
         let metrics = Metrics::new();
         {
-            let _a = ActiveStream::start(&metrics.ai_streams_active);
-            let _b = ActiveStream::start(&metrics.ai_streams_active);
+            let _a = ActiveStream::start(&metrics);
+            let _b = ActiveStream::start(&metrics);
             assert_eq!(metrics.ai_streams_active.get(), 2);
         }
         assert_eq!(metrics.ai_streams_active.get(), 0);

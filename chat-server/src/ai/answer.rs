@@ -26,7 +26,7 @@ pub async fn stream<A: Adapter>(
     received: Instant,
 ) {
     let metrics = &state.metrics;
-    let _active = ActiveStream::start(&metrics.ai_streams_active);
+    let _active = ActiveStream::start(metrics);
     let tracked = StreamRef {
         room: room.clone(),
         stream_id: stream_id.clone(),
