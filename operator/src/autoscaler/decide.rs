@@ -1,8 +1,14 @@
 //! The scaling decision, with the HorizontalPodAutoscaler's semantics:
 //!
-//! 1. Each signal recommends `ceil(load / target per pod)` replicas, unless
-//!    the load per current pod is within `tolerance` of the target (then it
-//!    recommends the current count). The recommendation is the largest.
+//! 1. Each signal recommends a count from the load per current pod. Within
+//!    `tolerance` of the target it recommends the current count. Above, it
+//!    recommends `ceil(load / target)`, as the HPA does. Below, it recommends
+//!    `ceil(load / (target × (1 − tolerance)))`: unlike the HPA, a scale-down
+//!    leaves each remaining pod at most at the low edge of the band, so that
+//!    going back up needs the load to rise more than `(1 + tol) / (1 − tol)`
+//!    (22% at the default 0.1) above the peak of the scale-down window. This
+//!    is what keeps a noisy plateau from scaling down and straight back up.
+//!    The recommendation is the largest over the signals.
 //!    Load is the cluster total, so pods that are still starting (and carry
 //!    no connections yet) change nothing: they count neither as load nor as
 //!    missing metrics; only ready pods that fail to report count as missing.
@@ -165,8 +171,13 @@ fn recommend(spec: &AutoscalingSpec, current: i32, signals: Signals) -> (i32, St
         let ratio = per_pod / target;
         let wanted = if (ratio - 1.0).abs() <= spec.tolerance {
             current
-        } else {
+        } else if ratio > 1.0 {
             (load / target).ceil() as i32
+        } else {
+            // Scale down only as far as keeps the load at the low edge of
+            // the tolerance band: the new count is not itself out of band
+            // the other way, so a scale-up needs a real rise (see module docs).
+            ((load / (target * (1.0 - spec.tolerance))).ceil() as i32).min(current)
         };
         if first || wanted > best.0 {
             best = (
@@ -303,6 +314,15 @@ mod tests {
     }
 
     #[test]
+    fn scale_down_recommends_the_low_edge_of_the_band() {
+        // (current, connections, recommended): 1000 per pod, tolerance 0.1.
+        for (current, connections, expected) in [(10, 4500, 5), (10, 4501, 6), (7, 6000, 7)] {
+            let decision = decide(&spec(), 0, current, seen(connections), &History::default());
+            assert_eq!(decision.recommendation, expected, "{}", decision.reason);
+        }
+    }
+
+    #[test]
     fn redis_ops_can_drive_scaling() {
         let spec = AutoscalingSpec {
             target_redis_ops_per_pod: 500,
@@ -341,9 +361,10 @@ mod tests {
         let replicas = run(&spec(), 8, &loads);
         let first_drop = replicas.iter().position(|r| *r < 8).unwrap();
         // The drop comes once the last high recommendation (step 3) is 300 s
-        // (20 steps) old and so out of the window.
+        // (20 steps) old and so out of the window. It goes to 3, not 2: 2000
+        // connections on 3 pods is at most 90% of the target (the hysteresis).
         assert_eq!(first_drop, 3 + 20, "{replicas:?}");
-        assert_eq!(*replicas.last().unwrap(), 2);
+        assert_eq!(*replicas.last().unwrap(), 3);
     }
 
     #[test]
@@ -369,6 +390,21 @@ mod tests {
         spec.behavior.scale_down.select_policy = SelectPolicy::Disabled;
         spec.behavior.scale_down.stabilization_window_seconds = 0;
         assert!(run(&spec, 10, &[Some(0); 10]).iter().all(|r| *r == 10));
+    }
+
+    #[test]
+    fn a_small_rise_after_a_scale_down_does_not_scale_back_up() {
+        // The case proptest found against the HPA's rule: 6 pods, one sample
+        // 11.6% above 6000 (up to 7), a flat 6000 (HPA: down to 6 after the
+        // window), then one sample 12.9% above (HPA: up to 7 again, 255 s
+        // after the scale-down). With the hysteresis, 7 pods stay.
+        let mut loads = vec![Some(6698)];
+        loads.extend(vec![Some(6000); 36]);
+        loads.push(Some(6775));
+        loads.extend(vec![Some(6000); 2]);
+        let replicas = run(&spec(), 6, &loads);
+        assert_eq!(replicas[0], 7);
+        assert!(replicas.iter().all(|r| *r == 7), "{replicas:?}");
     }
 
     proptest! {
