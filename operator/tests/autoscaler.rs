@@ -1,20 +1,18 @@
 //! The autoscaler's Kubernetes side against the in-memory API, with local
 //! HTTP servers standing in for the pods' admin ports: scale-up patches
 //! replicas at once; scale-down marks and drains exactly the emptiest pod
-//! first; a pod whose metrics fail blocks any scale-down; status and Events.
+//! first; a pod whose metrics fail blocks any scale-down; a scale-up during a
+//! drain cancels it; status and Events.
 
 use std::sync::{
     Arc, Mutex,
-    atomic::{AtomicI64, Ordering},
+    atomic::{AtomicBool, AtomicI64, Ordering},
 };
 
 use axum::{Router, http::StatusCode, routing::get};
 use chatscale_operator::{
     api::ChatCluster,
-    autoscaler::{
-        decide::History,
-        run::{Metrics, step},
-    },
+    autoscaler::run::{Autoscaler, KubeCluster, Metrics, step},
 };
 use chatscale_tests::fake_kube::{FakeKube, res};
 use k8s_openapi::api::core::v1::Pod;
@@ -27,17 +25,29 @@ use serde_json::json;
 
 const NS: &str = "chat";
 
-/// A pod's admin port: `/metrics` with `connections` (negative = HTTP 500) and `/drain`.
+/// A pod's admin port: `/metrics` with `connections` (negative = HTTP 500)
+/// and `/drain`. A drain finishes at once, unless `finish` is false: then it
+/// runs until `DELETE /drain` cancels it.
 struct FakePod {
     connections: Arc<AtomicI64>,
     drained: Arc<Mutex<bool>>,
+    finish: Arc<AtomicBool>,
+    cancelled: Arc<AtomicBool>,
     port: u16,
 }
 
 async fn fake_pod(connections: i64) -> FakePod {
     let value = Arc::new(AtomicI64::new(connections));
     let drained = Arc::new(Mutex::new(false));
+    let finish = Arc::new(AtomicBool::new(true));
+    let cancelled = Arc::new(AtomicBool::new(false));
     let (metrics, drain_state, drain_start) = (value.clone(), drained.clone(), drained.clone());
+    let (finishes, drain_cancel, finished_cancel, cancel_flag) = (
+        finish.clone(),
+        drained.clone(),
+        finish.clone(),
+        cancelled.clone(),
+    );
     let app = Router::new()
         .route(
             "/metrics",
@@ -55,12 +65,27 @@ async fn fake_pod(connections: i64) -> FakePod {
         .route(
             "/drain",
             get(move || {
-                let state = if *drain_state.lock().unwrap() { "drained" } else { "serving" };
+                let state = match (*drain_state.lock().unwrap(), finishes.load(Ordering::SeqCst)) {
+                    (false, _) => "serving",
+                    (true, true) => "drained",
+                    (true, false) => "draining",
+                };
                 async move { format!("{{\"state\":\"{state}\"}}") }
             })
             .post(move || {
                 *drain_start.lock().unwrap() = true;
                 async { (StatusCode::ACCEPTED, "{\"state\":\"draining\"}") }
+            })
+            .delete(move || {
+                let mut started = drain_cancel.lock().unwrap();
+                let status = if *started && !finished_cancel.load(Ordering::SeqCst) {
+                    *started = false;
+                    cancel_flag.store(true, Ordering::SeqCst);
+                    StatusCode::OK
+                } else {
+                    StatusCode::CONFLICT
+                };
+                async move { status }
             }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -69,6 +94,8 @@ async fn fake_pod(connections: i64) -> FakePod {
     FakePod {
         connections: value,
         drained,
+        finish,
+        cancelled,
         port,
     }
 }
@@ -111,8 +138,8 @@ fn events(kube: &FakeKube) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()> {
+/// The in-memory API with a ChatCluster of 2 replicas, 1..=5 at 10 connections per pod.
+async fn setup() -> anyhow::Result<(FakeKube, kube::Client, Recorder)> {
     let kube = FakeKube::start().await;
     let client = kube.client();
     let manifest = "apiVersion: chatscale.dev/v1alpha1\nkind: ChatCluster\nmetadata: {name: team-chat, namespace: chat}\n\
@@ -123,9 +150,6 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
     Api::<ChatCluster>::namespaced(client.clone(), NS)
         .create(&PostParams::default(), &cc)
         .await?;
-    let (busy, idle) = (fake_pod(15).await, fake_pod(20).await);
-    add_pod(&kube, "chat-a", busy.port).await;
-    add_pod(&kube, "chat-b", idle.port).await;
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -133,7 +157,16 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
             instance: None,
         },
     );
-    let mut history = History::default();
+    Ok((kube, client, recorder))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()> {
+    let (kube, client, recorder) = setup().await?;
+    let (busy, idle) = (fake_pod(15).await, fake_pod(20).await);
+    add_pod(&kube, "chat-a", busy.port).await;
+    add_pod(&kube, "chat-b", idle.port).await;
+    let mut autoscaler = Autoscaler::default();
     let metrics = Metrics::default();
 
     // 35 connections at 10 per pod: 4 pods, at once.
@@ -142,7 +175,7 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
         &recorder,
         &metrics,
         &cluster(&kube),
-        &mut history,
+        &mut autoscaler,
         1000,
     )
     .await?;
@@ -173,11 +206,23 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
         &recorder,
         &metrics,
         &cluster(&kube),
-        &mut history,
+        &mut autoscaler,
         2000,
     )
     .await?;
     assert_eq!(down.desired, 1, "{}", down.reason);
+    assert_eq!(
+        autoscaler.draining(),
+        ["chat-b"],
+        "the drain runs in the background"
+    );
+    autoscaler
+        .settle(&KubeCluster::new(
+            client.clone(),
+            recorder.clone(),
+            cluster(&kube),
+        ))
+        .await;
     assert_eq!(cluster(&kube).spec.replicas, 1);
     assert!(*idle.drained.lock().unwrap(), "the idle pod was drained");
     assert!(!*busy.drained.lock().unwrap(), "the busy pod was not");
@@ -202,7 +247,7 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
         &recorder,
         &metrics,
         &cluster(&kube),
-        &mut history,
+        &mut autoscaler,
         3000,
     )
     .await?;
@@ -215,5 +260,92 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
     );
     let decided = |d: &str| metrics.decisions.with_label_values(&[d]).get();
     assert_eq!((decided("up"), decided("down"), decided("hold")), (1, 1, 1));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scale_up_during_a_drain_cancels_it() -> anyhow::Result<()> {
+    let (kube, client, recorder) = setup().await?;
+    let (busy, idle) = (fake_pod(5).await, fake_pod(0).await);
+    idle.finish.store(false, Ordering::SeqCst);
+    add_pod(&kube, "chat-a", busy.port).await;
+    add_pod(&kube, "chat-b", idle.port).await;
+    let mut autoscaler = Autoscaler::default();
+    let metrics = Metrics::default();
+    let cost = |name: &str| {
+        kube.get(&res::<Pod>(), NS, name).unwrap()["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"].clone()
+    };
+
+    // 5 connections: down to 1, so the idle pod drains (and does not finish).
+    let down = step(
+        &client,
+        &recorder,
+        &metrics,
+        &cluster(&kube),
+        &mut autoscaler,
+        1000,
+    )
+    .await?;
+    assert_eq!(down.desired, 1, "{}", down.reason);
+    assert_eq!(autoscaler.draining(), ["chat-b"]);
+    assert_eq!(cost("chat-b"), json!("-1000"));
+    assert_eq!(
+        cluster(&kube).spec.replicas,
+        2,
+        "replicas wait for the drain"
+    );
+    let status = kube.get(&res::<ChatCluster>(), NS, "team-chat").unwrap()["status"].clone();
+    assert_eq!(status["drainingPods"], json!(["chat-b"]));
+
+    // While it drains the load stays low: nothing new happens.
+    let again = step(
+        &client,
+        &recorder,
+        &metrics,
+        &cluster(&kube),
+        &mut autoscaler,
+        1001,
+    )
+    .await?;
+    assert_eq!(again.desired, 1);
+    assert_eq!(
+        autoscaler.draining(),
+        ["chat-b"],
+        "the same drain, not a second one"
+    );
+
+    // A crowd arrives: 40 connections want 4 pods. The drain is cancelled first.
+    busy.connections.store(40, Ordering::SeqCst);
+    let up = step(
+        &client,
+        &recorder,
+        &metrics,
+        &cluster(&kube),
+        &mut autoscaler,
+        1002,
+    )
+    .await?;
+    assert_eq!(up.desired, 4, "{}", up.reason);
+    assert!(
+        idle.cancelled.load(Ordering::SeqCst),
+        "DELETE /drain reached the pod"
+    );
+    assert!(autoscaler.draining().is_empty());
+    assert_eq!(
+        cost("chat-b"),
+        serde_json::Value::Null,
+        "the mark is cleared"
+    );
+    assert_eq!(cluster(&kube).spec.replicas, 4);
+    let reasons = events(&kube);
+    for reason in ["DrainStarted", "DrainCancelled", "ScaledUp"] {
+        assert!(
+            reasons.contains(&reason.to_owned()),
+            "{reason} in {reasons:?}"
+        );
+    }
+    assert!(!reasons.contains(&"ScaledDown".to_owned()), "{reasons:?}");
+    let status = kube.get(&res::<ChatCluster>(), NS, "team-chat").unwrap()["status"].clone();
+    assert_eq!(status["drainingPods"], json!([]));
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! and the spec, so the policy is tested (and simulated) without Kubernetes.
 
 pub mod collect;
+pub mod control;
 pub mod decide;
 pub mod drain;
 pub mod run;

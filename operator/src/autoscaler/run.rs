@@ -2,14 +2,14 @@
 //! `intervalSeconds`: observe (the cluster's pods, their `/metrics`, Redis
 //! ops/s), decide (the pure policy), act (scale up at once; scale down only
 //! through the drain orchestration), and report (status under its own field
-//! manager, Events). Only the leader runs it.
+//! manager, Events). Only the leader runs it. The per-cluster logic is in
+//! [`super::control`]; this file is its Kubernetes side.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use k8s_openapi::{
     api::core::v1::{Pod, Secret},
-    apimachinery::pkg::apis::meta::v1::Time,
     jiff::Timestamp,
 };
 use kube::{
@@ -19,10 +19,12 @@ use kube::{
 };
 use serde_json::json;
 
+pub use super::control::{Autoscaler, Metrics};
 use super::{
-    collect::{self, Scrape, Target},
-    decide::{Decision, History, decide},
-    drain::{self, DELETION_COST, HttpDrainApi, Outcome, Workload},
+    collect::{self, Target},
+    control::Cluster,
+    decide::Decision,
+    drain::{DELETION_COST, DrainApi, HttpDrainApi, Workload},
 };
 use crate::{
     api::ChatCluster,
@@ -34,43 +36,9 @@ use crate::{
 pub const FIELD_MANAGER: &str = "chatscale-autoscaler";
 const DELETION_COST_ANNOTATION: &str = "controller.kubernetes.io/pod-deletion-cost";
 
-/// Operator metrics of the autoscaler.
-pub struct Metrics {
-    /// Decisions taken, by direction (`up`, `down`, `hold`).
-    pub decisions: prometheus::IntCounterVec,
-    /// Pods whose `/metrics` could not be scraped.
-    pub scrape_failures: prometheus::IntCounter,
-}
-
-impl Metrics {
-    pub fn new(registry: &prometheus::Registry) -> prometheus::Result<Self> {
-        let metrics = Self {
-            decisions: prometheus::IntCounterVec::new(
-                prometheus::Opts::new(
-                    "chatscale_autoscaler_decisions_total",
-                    "Autoscaler decisions, by direction",
-                ),
-                &["direction"],
-            )?,
-            scrape_failures: prometheus::IntCounter::new(
-                "chatscale_autoscaler_scrape_failures_total",
-                "Pods whose /metrics could not be scraped",
-            )?,
-        };
-        registry.register(Box::new(metrics.decisions.clone()))?;
-        registry.register(Box::new(metrics.scrape_failures.clone()))?;
-        Ok(metrics)
-    }
-}
-
-/// Metrics on a registry of their own (for tests and tools).
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new(&prometheus::Registry::new()).expect("fresh metrics register")
-    }
-}
-
-/// Runs forever: one pass over every ChatCluster per second, each cluster at its own interval.
+/// Runs forever: one pass over every ChatCluster per second, each cluster at
+/// its own interval. Drains run in the background (see [`Autoscaler`]), so
+/// one cluster's drain does not hold up the others.
 pub async fn run(client: Client, metrics: Metrics) {
     let recorder = Recorder::new(
         client.clone(),
@@ -79,7 +47,7 @@ pub async fn run(client: Client, metrics: Metrics) {
             instance: std::env::var("POD_NAME").ok(),
         },
     );
-    let mut state: HashMap<String, (History, u64)> = HashMap::new();
+    let mut state: HashMap<String, (Autoscaler, u64)> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
@@ -96,132 +64,108 @@ pub async fn run(client: Client, metrics: Metrics) {
         let now = Timestamp::now().as_second().max(0) as u64;
         for cc in clusters.iter().filter(|cc| cc.spec.autoscaling.enabled) {
             let key = format!("{}/{}", cc.namespace().unwrap_or_default(), cc.name_any());
-            let (history, last) = state.entry(key).or_default();
+            let (autoscaler, last) = state.entry(key).or_default();
             if *last != 0 && now < *last + cc.spec.autoscaling.interval_seconds.max(1) as u64 {
                 continue;
             }
             *last = now;
-            if let Err(error) = step(&client, &recorder, &metrics, cc, history, now).await {
+            if let Err(error) = step(&client, &recorder, &metrics, cc, autoscaler, now).await {
                 tracing::warn!(%error, cluster = cc.name_any(), "autoscaler step failed");
             }
         }
     }
 }
 
-/// One decision for one cluster.
+/// One evaluation of one ChatCluster.
 pub async fn step(
     client: &Client,
     recorder: &Recorder,
     metrics: &Metrics,
     cc: &ChatCluster,
-    history: &mut History,
+    autoscaler: &mut Autoscaler,
     now: u64,
 ) -> anyhow::Result<Decision> {
-    let namespace = names::namespace(cc);
-    let targets = targets(client, cc, &namespace).await?;
-    let scrapes = collect::scrape_all(targets, 16, Duration::from_secs(2)).await;
-    let redis_ops = match redis_url(client, cc, &namespace).await {
-        Some(url) => collect::redis_ops(&url).await,
-        None => None,
-    };
-    let signals = collect::signals(&scrapes, redis_ops);
-    metrics
-        .scrape_failures
-        .inc_by(scrapes.iter().filter(|s| s.metrics.is_err()).count() as u64);
-    let current = cc.spec.replicas;
-    let decision = decide(&cc.spec.autoscaling, now, current, signals, history);
-    history.record(now, current, &decision);
-    let direction = match decision.desired.cmp(&current) {
-        std::cmp::Ordering::Greater => "up",
-        std::cmp::Ordering::Less => "down",
-        std::cmp::Ordering::Equal => "hold",
-    };
-    metrics.decisions.with_label_values(&[direction]).inc();
+    let cluster = KubeCluster::new(client.clone(), recorder.clone(), cc.clone());
+    let timeout = Duration::from_secs(cc.spec.drain.timeout_seconds.max(1) as u64);
+    autoscaler
+        .tick(&cluster, &cc.spec.autoscaling, timeout, metrics, now)
+        .await
+}
 
-    let ready = scrapes.iter().filter(|s| s.target.ready).count().max(1) as i64;
-    let mut status = json!({
-        "connections": signals.connections,
-        "connectionsPerPod": signals.connections.map(|c| c as i64 / ready),
-        "redisOpsPerSec": redis_ops.map(|o| o as i64),
-    });
-    let workload = KubeWorkload {
-        client: client.clone(),
-        namespace: namespace.clone(),
-        cluster: cc.name_any(),
-    };
-    if decision.desired > current {
-        workload.set_replicas(decision.desired).await?;
-        note(
-            recorder,
-            cc,
-            "ScaledUp",
-            format!("{current} -> {}: {}", decision.desired, decision.reason),
-        )
-        .await;
-        status["lastScaleTime"] = json!(Time(Timestamp::now()));
-        status["lastScaleReason"] = json!(decision.reason);
-    } else if decision.desired < current {
-        // Only pods that exist need draining: replicas not yet started just go.
-        let excess = scrapes
-            .len()
-            .saturating_sub(decision.desired.max(0) as usize);
-        let victims = victims(&scrapes, excess);
-        write_status(
+/// A ChatCluster and its pods, through the Kubernetes API.
+pub struct KubeCluster {
+    client: Client,
+    recorder: Recorder,
+    cc: ChatCluster,
+    namespace: String,
+}
+
+impl KubeCluster {
+    pub fn new(client: Client, recorder: Recorder, cc: ChatCluster) -> Self {
+        let namespace = names::namespace(&cc);
+        Self {
             client,
-            cc,
-            json!({"drainingPods": victims.iter().map(|v| &v.0).collect::<Vec<_>>()}),
-        )
-        .await?;
-        note(
             recorder,
             cc,
-            "DrainStarted",
-            format!(
-                "draining {:?} before scaling to {}",
-                victims.iter().map(|v| &v.0).collect::<Vec<_>>(),
-                decision.desired
-            ),
-        )
-        .await;
-        let token = admin_token(client, cc, &namespace)
+            namespace,
+        }
+    }
+}
+
+#[async_trait]
+impl Cluster for KubeCluster {
+    async fn targets(&self) -> anyhow::Result<Vec<Target>> {
+        targets(&self.client, &self.cc, &self.namespace).await
+    }
+
+    async fn redis_ops(&self) -> Option<f64> {
+        let url = redis_url(&self.client, &self.cc, &self.namespace).await?;
+        collect::redis_ops(&url).await
+    }
+
+    async fn replicas(&self) -> anyhow::Result<i32> {
+        Ok(self.cc.spec.replicas)
+    }
+
+    fn workload(&self) -> Arc<dyn Workload> {
+        Arc::new(KubeWorkload {
+            client: self.client.clone(),
+            namespace: self.namespace.clone(),
+            cluster: self.cc.name_any(),
+        })
+    }
+
+    async fn drains(&self) -> Arc<dyn DrainApi> {
+        let token = admin_token(&self.client, &self.cc, &self.namespace)
             .await
             .unwrap_or_default();
-        let timeout = Duration::from_secs(cc.spec.drain.timeout_seconds.max(1) as u64);
-        let outcome = drain::scale_down(
-            &workload,
-            &HttpDrainApi::new(token),
-            &victims,
-            decision.desired,
-            timeout,
-            Duration::from_secs(1),
-            &|| false,
-        )
-        .await?;
-        let reason = match outcome {
-            Outcome::Completed => "DrainCompleted",
-            Outcome::TimedOut => "DrainTimedOut",
-            Outcome::Cancelled => "DrainCancelled",
-        };
-        note(
-            recorder,
-            cc,
-            reason,
-            format!("{current} -> {}: {}", decision.desired, decision.reason),
-        )
-        .await;
-        note(
-            recorder,
-            cc,
-            "ScaledDown",
-            format!("{current} -> {}", decision.desired),
-        )
-        .await;
-        status["drainingPods"] = json!([]);
-        status["lastScaleTime"] = json!(Time(Timestamp::now()));
-        status["lastScaleReason"] = json!(decision.reason);
+        Arc::new(HttpDrainApi::new(token))
     }
-    write_status(client, cc, status).await?;
-    Ok(decision)
+
+    async fn event(&self, reason: &str, note: String) {
+        let type_ = match reason {
+            "DrainTimedOut" | "DrainFailed" => EventType::Warning,
+            _ => EventType::Normal,
+        };
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Scale".into(),
+            secondary: None,
+        };
+        if let Err(error) = self
+            .recorder
+            .publish(&event, &self.cc.object_ref(&()))
+            .await
+        {
+            tracing::debug!(%error, "an Event could not be recorded");
+        }
+    }
+
+    async fn status(&self, status: serde_json::Value) -> anyhow::Result<()> {
+        Ok(apply_status(&self.client, &self.cc, FIELD_MANAGER, status).await?)
+    }
 }
 
 /// Running pods of the cluster's chat-servers, with their admin `/metrics` URL.
@@ -265,19 +209,6 @@ async fn targets(
         .collect())
 }
 
-/// (pod, admin base URL) of the emptiest pods.
-fn victims(scrapes: &[Scrape], count: usize) -> Vec<(String, String)> {
-    drain::pick(scrapes, count)
-        .into_iter()
-        .map(|s| {
-            (
-                s.target.pod.clone(),
-                s.target.url.trim_end_matches("/metrics").to_owned(),
-            )
-        })
-        .collect()
-}
-
 async fn secret_value(client: &Client, namespace: &str, name: &str, key: &str) -> Option<String> {
     let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
     secrets::read(&secrets, name, key).await.ok().flatten()
@@ -301,27 +232,6 @@ async fn redis_url(client: &Client, cc: &ChatCluster, namespace: &str) -> Option
 
 async fn admin_token(client: &Client, cc: &ChatCluster, namespace: &str) -> Option<String> {
     secret_value(client, namespace, &names::admin_secret(cc), "token").await
-}
-
-async fn write_status(
-    client: &Client,
-    cc: &ChatCluster,
-    status: serde_json::Value,
-) -> anyhow::Result<()> {
-    Ok(apply_status(client, cc, FIELD_MANAGER, status).await?)
-}
-
-async fn note(recorder: &Recorder, cc: &ChatCluster, reason: &str, note: String) {
-    let event = Event {
-        type_: EventType::Normal,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Scale".into(),
-        secondary: None,
-    };
-    if let Err(error) = recorder.publish(&event, &cc.object_ref(&())).await {
-        tracing::debug!(%error, "an Event could not be recorded");
-    }
 }
 
 /// Pods and replicas through the Kubernetes API.

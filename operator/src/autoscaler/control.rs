@@ -1,0 +1,274 @@
+//! One cluster's autoscaler, whatever runs its pods: observe (scrape the
+//! pods, read Redis), decide (the pure policy), act (scale up at once; scale
+//! down through a drain). Kubernetes implements [`Cluster`] in `run`; the
+//! local end-to-end test implements it with chat-server processes.
+//!
+//! A scale-down drains in the background, so the autoscaler keeps observing
+//! while clients move. If a decision taken during the drain asks for more
+//! pods than run now, the drain is cancelled (its pods serve again, or are
+//! replaced if they had finished draining) before replicas go up.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+use super::{
+    collect::{self, Scrape, Target},
+    decide::{Decision, History, decide},
+    drain::{self, DrainApi, Outcome, Workload},
+};
+use crate::api::AutoscalingSpec;
+
+/// Pods scraped at once, and the time one scrape may take.
+const SCRAPES_IN_FLIGHT: usize = 16;
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a running drain asks the pods how far they are.
+const DRAIN_POLL: Duration = Duration::from_millis(500);
+
+/// What the autoscaler needs from the platform that runs the chat pods.
+#[async_trait]
+pub trait Cluster: Send + Sync {
+    /// Running chat-server pods (not terminating), with their `/metrics` URL.
+    async fn targets(&self) -> anyhow::Result<Vec<Target>>;
+    /// Redis `instantaneous_ops_per_sec`; `None` when it cannot be read.
+    async fn redis_ops(&self) -> Option<f64>;
+    /// The replica count the cluster runs now.
+    async fn replicas(&self) -> anyhow::Result<i32>;
+    /// Marks pods, sets replicas, replaces pods.
+    fn workload(&self) -> Arc<dyn Workload>;
+    /// The pods' drain API, with the cluster's admin token.
+    async fn drains(&self) -> Arc<dyn DrainApi>;
+    /// Records an Event (`ScaledUp`, `DrainStarted`, ...).
+    async fn event(&self, reason: &str, note: String);
+    /// Writes the autoscaler's status fields (a partial ChatCluster status).
+    async fn status(&self, status: serde_json::Value) -> anyhow::Result<()>;
+}
+
+/// Operator metrics of the autoscaler.
+pub struct Metrics {
+    /// Decisions taken, by direction (`up`, `down`, `hold`).
+    pub decisions: prometheus::IntCounterVec,
+    /// Pods whose `/metrics` could not be scraped.
+    pub scrape_failures: prometheus::IntCounter,
+}
+
+impl Metrics {
+    pub fn new(registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let metrics = Self {
+            decisions: prometheus::IntCounterVec::new(
+                prometheus::Opts::new(
+                    "chatscale_autoscaler_decisions_total",
+                    "Autoscaler decisions, by direction",
+                ),
+                &["direction"],
+            )?,
+            scrape_failures: prometheus::IntCounter::new(
+                "chatscale_autoscaler_scrape_failures_total",
+                "Pods whose /metrics could not be scraped",
+            )?,
+        };
+        registry.register(Box::new(metrics.decisions.clone()))?;
+        registry.register(Box::new(metrics.scrape_failures.clone()))?;
+        Ok(metrics)
+    }
+}
+
+/// Metrics on a registry of their own (for tests and tools).
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new(&prometheus::Registry::new()).expect("fresh metrics register")
+    }
+}
+
+/// A scale-down in progress.
+struct RunningDrain {
+    cancel: Arc<AtomicBool>,
+    task: JoinHandle<anyhow::Result<Outcome>>,
+    pods: Vec<String>,
+    note: String,
+    reason: String,
+}
+
+/// The autoscaler state of one cluster: its decision history and the drain
+/// it runs, if any.
+#[derive(Default)]
+pub struct Autoscaler {
+    history: History,
+    drain: Option<RunningDrain>,
+}
+
+impl Autoscaler {
+    /// Pods being drained now (empty when no scale-down runs).
+    pub fn draining(&self) -> &[String] {
+        self.drain.as_ref().map_or(&[], |d| d.pods.as_slice())
+    }
+
+    /// One evaluation at `now` (seconds).
+    pub async fn tick(
+        &mut self,
+        cluster: &dyn Cluster,
+        spec: &AutoscalingSpec,
+        drain_timeout: Duration,
+        metrics: &Metrics,
+        now: u64,
+    ) -> anyhow::Result<Decision> {
+        if self.drain.as_ref().is_some_and(|d| d.task.is_finished()) {
+            self.settle(cluster).await;
+        }
+        let targets = cluster.targets().await?;
+        let scrapes = collect::scrape_all(targets, SCRAPES_IN_FLIGHT, SCRAPE_TIMEOUT).await;
+        let redis_ops = cluster.redis_ops().await;
+        let signals = collect::signals(&scrapes, redis_ops);
+        metrics
+            .scrape_failures
+            .inc_by(scrapes.iter().filter(|s| s.metrics.is_err()).count() as u64);
+        let current = cluster.replicas().await?;
+        let decision = decide(spec, now, current, signals, &self.history);
+        let direction = match decision.desired.cmp(&current) {
+            std::cmp::Ordering::Greater => "up",
+            std::cmp::Ordering::Less => "down",
+            std::cmp::Ordering::Equal => "hold",
+        };
+        metrics.decisions.with_label_values(&[direction]).inc();
+
+        let ready = scrapes.iter().filter(|s| s.target.ready).count().max(1) as i64;
+        let mut status = json!({
+            "connections": signals.connections,
+            "connectionsPerPod": signals.connections.map(|c| c as i64 / ready),
+            "redisOpsPerSec": redis_ops.map(|o| o as i64),
+        });
+        // What is done, not only what is wished, goes into the history: a
+        // scale-down asked for while one drains is the same scale-down.
+        let mut done = decision.clone();
+        if decision.desired > current {
+            if let Some(running) = self.drain.take() {
+                running.cancel.store(true, Ordering::SeqCst);
+                let outcome = running.task.await;
+                cluster
+                    .event(
+                        "DrainCancelled",
+                        format!(
+                            "scale-up to {} while draining {:?} ({:?})",
+                            decision.desired, running.pods, outcome
+                        ),
+                    )
+                    .await;
+                status["drainingPods"] = json!([]);
+            }
+            cluster.workload().set_replicas(decision.desired).await?;
+            cluster
+                .event(
+                    "ScaledUp",
+                    format!("{current} -> {}: {}", decision.desired, decision.reason),
+                )
+                .await;
+            status["lastScaleTime"] = json!(Time(Timestamp::now()));
+            status["lastScaleReason"] = json!(decision.reason);
+        } else if decision.desired < current && self.drain.is_some() {
+            done.desired = current;
+        } else if decision.desired < current {
+            // Only pods that exist need draining: replicas not yet started just go.
+            let excess = scrapes
+                .len()
+                .saturating_sub(decision.desired.max(0) as usize);
+            let victims = victims(&scrapes, excess);
+            let pods: Vec<String> = victims.iter().map(|v| v.0.clone()).collect();
+            status["drainingPods"] = json!(pods);
+            cluster
+                .event(
+                    "DrainStarted",
+                    format!("draining {pods:?} before scaling to {}", decision.desired),
+                )
+                .await;
+            let cancel = Arc::new(AtomicBool::new(false));
+            let (workload, drains) = (cluster.workload(), cluster.drains().await);
+            let (flag, desired) = (cancel.clone(), decision.desired);
+            let task = tokio::spawn(async move {
+                drain::scale_down(
+                    workload.as_ref(),
+                    drains.as_ref(),
+                    &victims,
+                    desired,
+                    drain_timeout,
+                    DRAIN_POLL,
+                    &move || flag.load(Ordering::SeqCst),
+                )
+                .await
+            });
+            self.drain = Some(RunningDrain {
+                cancel,
+                task,
+                pods,
+                note: format!("{current} -> {}", decision.desired),
+                reason: decision.reason.clone(),
+            });
+        }
+        self.history.record(now, current, &done);
+        cluster.status(status).await?;
+        Ok(decision)
+    }
+
+    /// Waits for the running drain, if any, to end, and reports how it ended.
+    pub async fn settle(&mut self, cluster: &dyn Cluster) {
+        let Some(running) = self.drain.take() else {
+            return;
+        };
+        let outcome = match running.task.await {
+            Ok(outcome) => outcome,
+            Err(panic) => Err(anyhow::anyhow!("the drain task failed: {panic}")),
+        };
+        let mut status = json!({"drainingPods": []});
+        match outcome {
+            Ok(outcome) => {
+                let reason = match outcome {
+                    Outcome::Completed => "DrainCompleted",
+                    Outcome::TimedOut => "DrainTimedOut",
+                    Outcome::Cancelled => "DrainCancelled",
+                };
+                cluster
+                    .event(reason, format!("{}: {:?}", running.note, running.pods))
+                    .await;
+                if outcome != Outcome::Cancelled {
+                    cluster
+                        .event(
+                            "ScaledDown",
+                            format!("{}: {}", running.note, running.reason),
+                        )
+                        .await;
+                    status["lastScaleTime"] = json!(Time(Timestamp::now()));
+                    status["lastScaleReason"] = json!(running.reason);
+                }
+            }
+            Err(error) => {
+                cluster
+                    .event("DrainFailed", format!("{}: {error:#}", running.note))
+                    .await;
+            }
+        }
+        if let Err(error) = cluster.status(status).await {
+            tracing::warn!(%error, "autoscaler status could not be written");
+        }
+    }
+}
+
+/// (pod, admin base URL) of the emptiest pods.
+fn victims(scrapes: &[Scrape], count: usize) -> Vec<(String, String)> {
+    drain::pick(scrapes, count)
+        .into_iter()
+        .map(|s| {
+            (
+                s.target.pod.clone(),
+                s.target.url.trim_end_matches("/metrics").to_owned(),
+            )
+        })
+        .collect()
+}
