@@ -27,4 +27,9 @@ fi
 # The Kubernetes OpenAPI schemas (1.25-1.37), offline, for the operator's rendered objects.
 command -v kubernetes-validate >/dev/null || python3 -m pip install --quiet --root-user-action=ignore kubernetes-validate==1.37.0
 
+# Helm's Go library (Helm v4 SDK, bundled native library, works offline) for
+# rendering and linting the Helm chart without a helm binary (scripts/helm.py).
+python3 -c 'import importlib.metadata as m; assert m.version("helm-python-sdk") == "0.2.2"' 2>/dev/null \
+  || python3 -m pip install --quiet --root-user-action=ignore helm-python-sdk==0.2.2
+
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)

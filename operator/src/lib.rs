@@ -5,6 +5,7 @@
 pub mod api;
 pub mod autoscaler;
 pub mod controller;
+pub mod docs;
 pub mod leader;
 pub mod rbac;
 pub mod render;

@@ -35,6 +35,8 @@ enum Command {
     Crd,
     /// Print the ClusterRole the operator needs.
     Rbac,
+    /// Print the ChatCluster reference (Markdown) generated from the CRD schema.
+    Docs,
     /// Print every object the operator would apply for a ChatCluster manifest.
     Render {
         /// The ChatCluster manifest (YAML).
@@ -55,6 +57,10 @@ async fn main() -> anyhow::Result<()> {
                 "{}",
                 serde_saphyr::to_string(&chatscale_operator::rbac::cluster_role())?
             );
+            Ok(())
+        }
+        Some(Command::Docs) => {
+            print!("{}", chatscale_operator::docs::chatcluster_reference());
             Ok(())
         }
         Some(Command::Render { file }) => {
