@@ -199,3 +199,22 @@ fn the_rbac_cluster_role_is_a_valid_kubernetes_object() {
         String::from_utf8_lossy(&output.stdout)
     );
 }
+
+#[test]
+fn the_manual_scaling_example_leaves_replicas_to_the_user() {
+    let text = fs::read_to_string(repo().join("examples/manual-scaling.yaml")).unwrap();
+    let cc: ChatCluster = serde_saphyr::from_str(&text).unwrap();
+    assert!(!cc.spec.autoscaling.enabled, "autoscaling is off");
+    let rendered = render(&text).unwrap();
+    let deployment: Value = rendered
+        .split("\n---\n")
+        .skip(1)
+        .map(|doc| serde_saphyr::from_str::<Value>(doc).unwrap())
+        .find(|o| o["kind"] == "Deployment")
+        .unwrap();
+    assert_eq!(deployment["spec"]["replicas"], cc.spec.replicas);
+    // `kubectl scale` goes through the CRD's scale subresource, on spec.replicas.
+    let crd = serde_json::to_value(ChatCluster::crd()).unwrap();
+    let scale = &crd["spec"]["versions"][0]["subresources"]["scale"];
+    assert_eq!(scale["specReplicasPath"], ".spec.replicas");
+}
