@@ -109,7 +109,7 @@ kubectl -n "$NS" get chatcluster,deploy,statefulset,svc,ingress,pdb,networkpolic
 # A port-forward reaches one chat pod: the total connection count still drives
 # the autoscaler (desired = connections / targetConnectionsPerPod).
 step "load: $CONNECTIONS connections for ${LOAD_SECS}s through a port-forward"
-kubectl -n "$NS" port-forward "svc/$NAME-chat" 3000:3000 >/dev/null &
+kubectl -n "$NS" port-forward "svc/$NAME-chat" 3000:80 >/dev/null &
 pids+=($!)
 wait_for "the port-forward" 30 bash -c 'exec 3<>/dev/tcp/127.0.0.1/3000' 2>/dev/null
 if cargo build -q --release -p chatscale-load --locked 2>/dev/null; then
