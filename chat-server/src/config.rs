@@ -129,6 +129,100 @@ pub struct Config {
     /// Log format on stderr.
     #[arg(long, env = "CHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Whether clients must present a JWT at the Socket.IO handshake (`auth.token`
+    /// or an `Authorization: Bearer` header). Default: `required` when a JWT key
+    /// is configured, `off` (demo mode: anyone may use any room) otherwise.
+    #[arg(long, env = "CHAT_AUTH", value_enum)]
+    pub auth: Option<AuthMode>,
+
+    /// File holding the HS256 shared secret (at least 32 bytes). Without it the
+    /// secret may come from CHAT_JWT_SECRET (never from a flag).
+    #[arg(
+        long,
+        env = "CHAT_JWT_SECRET_FILE",
+        conflicts_with = "jwt_public_key_file"
+    )]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// File holding the RS256/ES256 public key(s): one PEM public key, or a JWKS
+    /// document (`{"keys": [...]}`, matched by `kid`). Read at start-up, never
+    /// fetched from the network.
+    #[arg(long, env = "CHAT_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// Required `iss` of every token, when set.
+    #[arg(long, env = "CHAT_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` of every token (one of its values), when set.
+    #[arg(long, env = "CHAT_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// The claim listing the rooms a token grants (`*` suffix wildcards, e.g.
+    /// `["team-42:*", "support"]`).
+    #[arg(long, env = "CHAT_JWT_ROOMS_CLAIM", default_value = "rooms")]
+    pub jwt_rooms_claim: String,
+
+    /// Clock-skew allowance for `exp` and `nbf`, e.g. `5s`.
+    #[arg(long, env = "CHAT_JWT_LEEWAY", default_value = "5s", value_parser = duration)]
+    pub jwt_leeway: Duration,
+
+    /// Browser origins allowed to connect, comma-separated (e.g.
+    /// `https://chat.example.com`), or `*` for any. The server's own origin (the
+    /// demo page) is always allowed; requests without an Origin header
+    /// (non-browser clients) are not affected.
+    #[arg(long, env = "CHAT_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Events per second a socket may send (0: no limit); past it, events are
+    /// answered `rate_limited`.
+    #[arg(long, env = "CHAT_EVENTS_PER_SEC", default_value_t = 200)]
+    pub events_per_sec: u32,
+
+    /// Events a socket may send at once above its rate.
+    #[arg(long, env = "CHAT_EVENTS_BURST", default_value_t = 400)]
+    pub events_burst: u32,
+
+    /// Events per second an authenticated user may send over all their
+    /// sockets on one server (0: no limit).
+    #[arg(long, env = "CHAT_USER_EVENTS_PER_SEC", default_value_t = 400)]
+    pub user_events_per_sec: u32,
+
+    /// A socket whose events are refused this many times in a row is
+    /// disconnected (0: never).
+    #[arg(long, env = "CHAT_FLOOD_DISCONNECT_AFTER", default_value_t = 100)]
+    pub flood_disconnect_after: u32,
+
+    /// New Socket.IO connections per minute from one source address (0: no
+    /// limit). Behind a proxy every client has the proxy's address: leave it off
+    /// there, or limit at the proxy.
+    #[arg(long, env = "CHAT_CONNECTIONS_PER_MINUTE_PER_IP", default_value_t = 0)]
+    pub connections_per_minute_per_ip: u32,
+
+    /// AI answers one user (one socket, with auth off) may have running at once.
+    #[arg(long, env = "CHAT_MAX_AI_ANSWERS_PER_USER", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_ai_answers_per_user: u32,
+
+    /// AI answers one room may have running at once (on this server).
+    #[arg(long, env = "CHAT_MAX_AI_ANSWERS_PER_ROOM", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_ai_answers_per_room: u32,
+
+    /// Rooms one socket may be in at once.
+    #[arg(long, env = "CHAT_MAX_ROOMS_PER_SOCKET", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_rooms_per_socket: u32,
+}
+
+/// Whether the Socket.IO handshake needs a JWT.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Demo mode: no token, any client may use any room.
+    Off,
+    /// Every connection needs a valid token; rooms come from its rooms claim.
+    Required,
 }
 
 /// The model behind `ai-query`.
@@ -170,6 +264,19 @@ impl Config {
     pub fn batch_max_delay(&self) -> Duration {
         Duration::from_millis(self.batch_max_delay_ms)
     }
+
+    pub fn limits(&self) -> crate::limits::LimitsConfig {
+        crate::limits::LimitsConfig {
+            events_per_sec: self.events_per_sec,
+            events_burst: self.events_burst,
+            user_events_per_sec: self.user_events_per_sec,
+            flood_disconnect_after: self.flood_disconnect_after,
+            connections_per_minute_per_ip: self.connections_per_minute_per_ip,
+            max_ai_answers_per_user: self.max_ai_answers_per_user,
+            max_ai_answers_per_room: self.max_ai_answers_per_room,
+            max_rooms_per_socket: self.max_rooms_per_socket as usize,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -190,6 +297,34 @@ mod tests {
         assert_eq!(config.redis_url, None);
         assert_eq!(config.drain_timeout, Duration::from_secs(300));
         assert_eq!(config.drain_rate, 500);
+        assert_eq!(config.auth, None);
+        assert_eq!(config.jwt_rooms_claim, "rooms");
+        assert!(config.allowed_origins.is_empty());
+        assert_eq!(config.max_rooms_per_socket, 32);
+    }
+
+    #[test]
+    fn allowed_origins_are_a_comma_list() {
+        let config = Config::try_parse_from([
+            "chat-server",
+            "--allowed-origins",
+            "https://a.example,https://b.example",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        assert!(
+            Config::try_parse_from([
+                "chat-server",
+                "--jwt-secret-file",
+                "a",
+                "--jwt-public-key-file",
+                "b"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -5,8 +5,12 @@
 pub mod adapter;
 pub mod admin;
 pub mod ai;
+pub mod auth;
 pub mod config;
 pub mod events;
+pub mod fuzzing;
+pub mod limits;
+pub mod origin;
 pub mod protocol;
 pub mod publish;
 pub mod secret;

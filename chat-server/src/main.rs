@@ -19,7 +19,11 @@ async fn main() -> anyhow::Result<()> {
     let server = Server::bind(&config).await?;
     let (public, admin) = (server.public_addr(), server.admin_addr());
     tracing::info!(%public, %admin, ai_provider = ?config.ai_provider, "chat-server listening");
-    tracing::warn!("authentication is off: any client may join any room (demo mode)");
+    if chat_server::auth::mode(&config) == chat_server::config::AuthMode::Off {
+        tracing::warn!(
+            "AUTHENTICATION IS OFF: any client may join any room and send as anyone (demo mode); configure --jwt-secret-file or --jwt-public-key-file for production"
+        );
+    }
     // One stable line on stdout, for people and for test harnesses.
     println!("chat-server listening on http://{public} (admin http://{admin})");
 

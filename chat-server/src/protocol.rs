@@ -173,6 +173,10 @@ pub enum ErrorCode {
     Unavailable,
     /// `resume` asked for events older than the room log still holds.
     ResumeTooOld,
+    /// The token does not grant this room.
+    Forbidden,
+    /// Over a rate or concurrency limit; `retryAfterMs` says when to try again.
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -185,6 +189,8 @@ impl ErrorCode {
             ErrorCode::NotJoined => "not_joined",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::ResumeTooOld => "resume_too_old",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RateLimited => "rate_limited",
         }
     }
 }
@@ -198,6 +204,9 @@ pub struct ChatError {
     /// With `resume_too_old`: the oldest `roomSeq` the room log still holds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oldest_room_seq: Option<u64>,
+    /// With `rate_limited`: how long to wait before trying again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ChatError {
@@ -206,6 +215,7 @@ impl ChatError {
             code,
             message: message.into(),
             oldest_room_seq: None,
+            retry_after_ms: None,
         }
     }
 }
@@ -272,6 +282,8 @@ mod tests {
             ErrorCode::NotJoined,
             ErrorCode::Unavailable,
             ErrorCode::ResumeTooOld,
+            ErrorCode::Forbidden,
+            ErrorCode::RateLimited,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
         }

@@ -25,7 +25,7 @@ use crate::{
     },
     ai,
     config::Config,
-    events,
+    events, origin,
     secret::Secret,
     state::AppState,
     store::{MemoryStore, RedisStore},
@@ -131,12 +131,23 @@ impl Server {
                     .is_ok_and(|sid| sessions.get_socket(sid).is_some())
             }),
         };
+        let origins = origin::Origins::new(&config.allowed_origins);
+        let cors = origins.cors();
         let public_app = web::router()
             .layer(layer)
             .layer(axum::middleware::from_fn_with_state(
                 gate,
                 drain::gate_sessions,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(origins),
+                origin::guard,
             ));
+        // CORS answers preflights before the origin guard sees them.
+        let public_app = match cors {
+            Some(cors) => public_app.layer(cors),
+            None => public_app,
+        };
         let (starter, drainer) = (io.clone(), drain.clone());
         Ok(Self {
             public,
@@ -185,8 +196,13 @@ impl Server {
         let public = self.public.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        let public = axum::serve(public, self.public_app)
-            .with_graceful_shutdown(stop.clone().cancelled_owned());
+        // Handshakes see the client's address (per-address connection limits).
+        let public = axum::serve(
+            public,
+            self.public_app
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop.clone().cancelled_owned());
         let admin =
             axum::serve(self.admin, self.admin_app).with_graceful_shutdown(stop.cancelled_owned());
         tokio::try_join!(async { public.await }, async { admin.await })?;

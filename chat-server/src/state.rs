@@ -8,7 +8,9 @@ use anyhow::Context;
 use crate::{
     admin::metrics::Metrics,
     ai::{AiProvider, DemoProvider, OpenAiProvider, batcher::BatchConfig, streams::StreamTracker},
+    auth::Auth,
     config::{AiProviderKind, Config},
+    limits::Limits,
     publish::Publisher,
     secret::Secret,
     store::RoomStore,
@@ -26,6 +28,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The AI answers this server is streaming.
     pub streams: Arc<StreamTracker>,
+    /// Token verification (or auth off).
+    pub auth: Arc<Auth>,
+    /// Rate and concurrency limits.
+    pub limits: Arc<Limits>,
 }
 
 impl AppState {
@@ -44,6 +50,8 @@ impl AppState {
             },
             metrics,
             streams: Arc::default(),
+            auth: Arc::new(Auth::from_config(config)?),
+            limits: Arc::new(Limits::new(config.limits())),
         })
     }
 }

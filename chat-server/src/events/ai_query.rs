@@ -11,12 +11,15 @@ use socketioxide::{
 };
 use tokio::time::Instant;
 
-use super::{in_order::InOrder, message, reply, validate};
+use super::{admit::Admitted, in_order::InOrder, message, reply, validate};
 use crate::{
     ai::{AiRequest, answer},
+    auth::Session,
     protocol::{AiQueryRequest, ChatError, MessageKind},
     state::AppState,
 };
+
+const EVENT: &str = "ai-query";
 
 pub async fn handle<A: Adapter>(
     socket: SocketRef<A>,
@@ -24,30 +27,38 @@ pub async fn handle<A: Adapter>(
     State(state): State<AppState>,
     TryData(data): TryData<Value>,
     ack: AckSender<A>,
+    admitted: Admitted,
     in_order: InOrder,
 ) {
     let received = Instant::now();
+    let Some((session, ack, in_order)) =
+        admitted.admit(&socket, &state.metrics, EVENT, ack, in_order)
+    else {
+        return;
+    };
     let _turn = in_order.wait().await;
-    let result = ask(&socket, io, &state, data, received).await;
-    reply(ack, &state.metrics, "ai-query", result);
+    let result = ask(&socket, io, &state, session, data, received).await;
+    reply(ack, &state.metrics, EVENT, result);
 }
 
 async fn ask<A: Adapter, E: std::fmt::Display>(
     socket: &SocketRef<A>,
     io: SocketIo<A>,
     state: &AppState,
+    session: &Session,
     data: Result<Value, E>,
     received: Instant,
 ) -> Result<Value, ChatError> {
-    let AiQueryRequest { room, prompt } =
-        validate::payload(data, "{room: string, prompt: string}")?;
-    validate::room_name(&room)?;
-    validate::text("prompt", &prompt, validate::MAX_PROMPT_BYTES)?;
+    let AiQueryRequest { room, prompt } = validate::ai_query(data)?;
+    session.may_use(&room)?;
     validate::joined(socket, &room)?;
+    let slot = state
+        .limits
+        .ai_slot(&session.sender(socket.id.as_str()), &room)?;
 
     let history = state.store.recent_turns(&room).await?;
     let question = message::post(
-        socket,
+        session.sender(socket.id.as_str()),
         &io,
         state,
         room.clone(),
@@ -59,13 +70,17 @@ async fn ask<A: Adapter, E: std::fmt::Display>(
 
     let stream_id = uuid::Uuid::new_v4().to_string();
     let request = AiRequest { history, prompt };
-    tokio::spawn(answer::stream(
+    let answer = answer::stream(
         io,
         state.clone(),
         room,
         stream_id.clone(),
         request,
         received,
-    ));
+    );
+    tokio::spawn(async move {
+        answer.await;
+        drop(slot);
+    });
     Ok(json!({"streamId": stream_id, "roomSeq": question.room_seq}))
 }

@@ -6,9 +6,10 @@
 //! turn before doing anything.
 
 use std::{
+    collections::BTreeSet,
     convert::Infallible,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -24,6 +25,28 @@ use tokio::sync::watch;
 struct Sequencer {
     next_ticket: AtomicU64,
     serving: watch::Sender<u64>,
+    /// Tickets given up (events refused on arrival): passed over when reached.
+    skipped: Mutex<BTreeSet<u64>>,
+}
+
+impl Sequencer {
+    fn new() -> Self {
+        Self {
+            next_ticket: AtomicU64::new(0),
+            serving: watch::Sender::new(0),
+            skipped: Mutex::default(),
+        }
+    }
+
+    /// Serves the next ticket that was not given up. Callers hold `skipped`.
+    fn advance(&self, skipped: &mut BTreeSet<u64>) {
+        self.serving.send_modify(|now| {
+            *now += 1;
+            while skipped.remove(now) {
+                *now += 1;
+            }
+        });
+    }
 }
 
 /// Must be a handler's last parameter, so that it is only taken once every
@@ -44,11 +67,27 @@ impl InOrder {
         let _ = serving.wait_for(|&now| now == self.ticket).await;
         Turn(self.sequencer)
     }
+
+    /// Gives the ticket up without waiting: for an event answered at once (a
+    /// rate-limited one), so that a flood never queues behind earlier events.
+    pub fn skip(self) {
+        let mut skipped = self
+            .sequencer
+            .skipped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if *self.sequencer.serving.borrow() == self.ticket {
+            self.sequencer.advance(&mut skipped);
+        } else {
+            skipped.insert(self.ticket);
+        }
+    }
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        self.0.serving.send_modify(|now| *now += 1);
+        let mut skipped = self.0.skipped.lock().unwrap_or_else(|e| e.into_inner());
+        self.0.advance(&mut skipped);
     }
 }
 
@@ -64,10 +103,7 @@ impl<A: Adapter> FromMessageParts<A> for InOrder {
             .extensions
             .get::<Arc<Sequencer>>()
             .unwrap_or_else(|| {
-                let fresh = Arc::new(Sequencer {
-                    next_ticket: AtomicU64::new(0),
-                    serving: watch::Sender::new(0),
-                });
+                let fresh = Arc::new(Sequencer::new());
                 socket.extensions.insert(fresh.clone());
                 fresh
             });
@@ -81,10 +117,25 @@ mod tests {
     use super::*;
 
     fn sequencer() -> Arc<Sequencer> {
-        Arc::new(Sequencer {
-            next_ticket: AtomicU64::new(0),
-            serving: watch::Sender::new(0),
-        })
+        Arc::new(Sequencer::new())
+    }
+
+    #[tokio::test]
+    async fn skipped_tickets_are_passed_over() {
+        let sequencer = sequencer();
+        let (first, second, third, fourth) = (
+            ticket(&sequencer),
+            ticket(&sequencer),
+            ticket(&sequencer),
+            ticket(&sequencer),
+        );
+        // Given up before their turn, and at their turn.
+        second.skip();
+        let turn = first.wait().await;
+        drop(turn);
+        third.skip();
+        let _turn = fourth.wait().await;
+        assert_eq!(*sequencer.serving.borrow(), 3);
     }
 
     fn ticket(sequencer: &Arc<Sequencer>) -> InOrder {

@@ -8,32 +8,43 @@ use socketioxide::{
     extract::{AckSender, SocketRef, State, TryData},
 };
 
-use super::{in_order::InOrder, reply, validate};
+use super::{admit::Admitted, in_order::InOrder, reply, validate};
 use crate::{
+    auth::Session,
     protocol::{ChatError, ErrorCode, JoinRequest},
     state::AppState,
 };
+
+const EVENT: &str = "join";
 
 pub async fn handle<A: Adapter>(
     socket: SocketRef<A>,
     State(state): State<AppState>,
     TryData(data): TryData<Value>,
     ack: AckSender<A>,
+    admitted: Admitted,
     in_order: InOrder,
 ) {
+    let Some((session, ack, in_order)) =
+        admitted.admit(&socket, &state.metrics, EVENT, ack, in_order)
+    else {
+        return;
+    };
     let _turn = in_order.wait().await;
-    let result = join(&socket, &state, data).await;
-    reply(ack, &state.metrics, "join", result);
+    let result = join(&socket, &state, session, data).await;
+    reply(ack, &state.metrics, EVENT, result);
 }
 
 async fn join<A: Adapter, E: std::fmt::Display>(
     socket: &SocketRef<A>,
     state: &AppState,
+    session: &Session,
     data: Result<Value, E>,
 ) -> Result<Value, ChatError> {
-    let JoinRequest { room } = validate::payload(data, "{room: string}")?;
-    validate::room_name(&room)?;
-    let room_seq = enter_then(socket, &room, state.store.last_seq(&room)).await?;
+    let JoinRequest { room } = validate::join(data)?;
+    session.may_use(&room)?;
+    let max_rooms = state.limits.config.max_rooms_per_socket;
+    let room_seq = enter_then(socket, &room, max_rooms, state.store.last_seq(&room)).await?;
     Ok(json!({"room": room, "roomSeq": room_seq}))
 }
 
@@ -43,9 +54,10 @@ async fn join<A: Adapter, E: std::fmt::Display>(
 pub(super) async fn enter_then<A: Adapter, T, E: Into<ChatError>>(
     socket: &SocketRef<A>,
     room: &str,
+    max_rooms: usize,
     read: impl Future<Output = Result<T, E>>,
 ) -> Result<T, ChatError> {
-    let newly_joined = enter(socket, room)?;
+    let newly_joined = enter(socket, room, max_rooms)?;
     read.await.map_err(|error| {
         if newly_joined {
             socket.leave(room.to_owned());
@@ -56,18 +68,19 @@ pub(super) async fn enter_then<A: Adapter, T, E: Into<ChatError>>(
 
 /// Joins `room` unless the socket is already in it; refuses a room past the
 /// per-socket limit. Returns whether the socket was newly joined.
-fn enter<A: Adapter>(socket: &SocketRef<A>, room: &str) -> Result<bool, ChatError> {
+fn enter<A: Adapter>(
+    socket: &SocketRef<A>,
+    room: &str,
+    max_rooms: usize,
+) -> Result<bool, ChatError> {
     let rooms = socket.rooms();
     if rooms.iter().any(|r| r == room) {
         return Ok(false);
     }
-    if rooms.len() >= validate::MAX_ROOMS_PER_SOCKET {
+    if rooms.len() >= max_rooms {
         return Err(ChatError::new(
             ErrorCode::TooManyRooms,
-            format!(
-                "a socket may be in at most {} rooms",
-                validate::MAX_ROOMS_PER_SOCKET
-            ),
+            format!("a socket may be in at most {max_rooms} rooms"),
         ));
     }
     socket.join(room.to_owned());

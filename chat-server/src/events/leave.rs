@@ -6,30 +6,37 @@ use socketioxide::{
     extract::{AckSender, SocketRef, State, TryData},
 };
 
-use super::{in_order::InOrder, reply, validate};
+use super::{admit::Admitted, in_order::InOrder, reply, validate};
 use crate::{
     protocol::{ChatError, LeaveRequest},
     state::AppState,
 };
+
+const EVENT: &str = "leave";
 
 pub async fn handle<A: Adapter>(
     socket: SocketRef<A>,
     State(state): State<AppState>,
     TryData(data): TryData<Value>,
     ack: AckSender<A>,
+    admitted: Admitted,
     in_order: InOrder,
 ) {
+    let Some((_session, ack, in_order)) =
+        admitted.admit(&socket, &state.metrics, EVENT, ack, in_order)
+    else {
+        return;
+    };
     let _turn = in_order.wait().await;
     let result = leave(&socket, data);
-    reply(ack, &state.metrics, "leave", result);
+    reply(ack, &state.metrics, EVENT, result);
 }
 
 fn leave<A: Adapter, E: std::fmt::Display>(
     socket: &SocketRef<A>,
     data: Result<Value, E>,
 ) -> Result<Value, ChatError> {
-    let LeaveRequest { room } = validate::payload(data, "{room: string}")?;
-    validate::room_name(&room)?;
+    let LeaveRequest { room } = validate::leave(data)?;
     validate::joined(socket, &room)?;
     socket.leave(room.clone());
     Ok(json!({"room": room}))

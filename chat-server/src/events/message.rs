@@ -10,12 +10,15 @@ use socketioxide::{
 };
 use tokio::time::Instant;
 
-use super::{in_order::InOrder, reply, validate};
+use super::{admit::Admitted, in_order::InOrder, reply, validate};
 use crate::{
+    auth::Session,
     protocol::{ChatError, ChatMessage, MessageKind, MessageRequest, RoomEvent, now_ms},
     state::AppState,
     store::{Role, Turn},
 };
+
+const EVENT: &str = "message";
 
 pub async fn handle<A: Adapter>(
     socket: SocketRef<A>,
@@ -23,35 +26,39 @@ pub async fn handle<A: Adapter>(
     State(state): State<AppState>,
     TryData(data): TryData<Value>,
     ack: AckSender<A>,
+    admitted: Admitted,
     in_order: InOrder,
 ) {
     let received = Instant::now();
+    let Some((session, ack, in_order)) =
+        admitted.admit(&socket, &state.metrics, EVENT, ack, in_order)
+    else {
+        return;
+    };
     let _turn = in_order.wait().await;
-    let result = send(&socket, &io, &state, data).await;
+    let result = send(&socket, &io, &state, session, data).await;
     if result.is_ok() {
         state
             .metrics
             .message_handling_seconds
             .observe(received.elapsed().as_secs_f64());
     }
-    reply(ack, &state.metrics, "message", result);
+    reply(ack, &state.metrics, EVENT, result);
 }
 
 async fn send<A: Adapter, E: std::fmt::Display>(
     socket: &SocketRef<A>,
     io: &SocketIo<A>,
     state: &AppState,
+    session: &Session,
     data: Result<Value, E>,
 ) -> Result<Value, ChatError> {
-    let request: MessageRequest =
-        validate::payload(data, "{room: string, text: string, clientId?: string}")?;
-    validate::room_name(&request.room)?;
-    validate::text("text", &request.text, validate::MAX_TEXT_BYTES)?;
-    validate::client_id(request.client_id.as_deref())?;
+    let request: MessageRequest = validate::message(data)?;
+    session.may_use(&request.room)?;
     validate::joined(socket, &request.room)?;
 
     let message = post(
-        socket,
+        session.sender(socket.id.as_str()),
         io,
         state,
         request.room,
@@ -63,11 +70,12 @@ async fn send<A: Adapter, E: std::fmt::Display>(
     Ok(json!({"id": message.id, "roomSeq": message.room_seq}))
 }
 
-/// Publishes a line from `socket` to `room` and adds it to the room's
-/// conversation history. Chat lines are attributed to their sender in the
-/// history; AI prompts go in as they are, since they are what the model answers.
+/// Publishes a line from `from` (the token's `sub`, or the socket id with
+/// auth off) to `room` and adds it to the room's conversation history. Chat
+/// lines are attributed to their sender in the history; AI prompts go in as
+/// they are, since they are what the model answers.
 pub(super) async fn post<A: Adapter>(
-    socket: &SocketRef<A>,
+    from: String,
     io: &SocketIo<A>,
     state: &AppState,
     room: String,
@@ -75,7 +83,6 @@ pub(super) async fn post<A: Adapter>(
     kind: MessageKind,
     client_id: Option<String>,
 ) -> ChatMessage {
-    let from = socket.id.to_string();
     let turn = Turn {
         role: Role::User,
         text: match kind {

@@ -13,33 +13,49 @@ use socketioxide::{
     extract::{AckSender, SocketRef, State, TryData},
 };
 
-use super::{in_order::InOrder, join, reply, validate};
+use super::{admit::Admitted, in_order::InOrder, join, reply, validate};
 use crate::{
+    auth::Session,
     protocol::{ChatError, ResumeRequest},
     state::AppState,
 };
+
+const EVENT: &str = "resume";
 
 pub async fn handle<A: Adapter>(
     socket: SocketRef<A>,
     State(state): State<AppState>,
     TryData(data): TryData<Value>,
     ack: AckSender<A>,
+    admitted: Admitted,
     in_order: InOrder,
 ) {
+    let Some((session, ack, in_order)) =
+        admitted.admit(&socket, &state.metrics, EVENT, ack, in_order)
+    else {
+        return;
+    };
     let _turn = in_order.wait().await;
-    let result = resume(&socket, &state, data).await;
-    reply(ack, &state.metrics, "resume", result);
+    let result = resume(&socket, &state, session, data).await;
+    reply(ack, &state.metrics, EVENT, result);
 }
 
 async fn resume<A: Adapter, E: std::fmt::Display>(
     socket: &SocketRef<A>,
     state: &AppState,
+    session: &Session,
     data: Result<Value, E>,
 ) -> Result<Value, ChatError> {
-    let ResumeRequest { room, after } =
-        validate::payload(data, "{room: string, after: non-negative integer}")?;
-    validate::room_name(&room)?;
-    let events = join::enter_then(socket, &room, state.store.events_after(&room, after)).await?;
+    let ResumeRequest { room, after } = validate::resume(data)?;
+    session.may_use(&room)?;
+    let max_rooms = state.limits.config.max_rooms_per_socket;
+    let events = join::enter_then(
+        socket,
+        &room,
+        max_rooms,
+        state.store.events_after(&room, after),
+    )
+    .await?;
     let replayed_to = events.last().and_then(|e| e.room_seq()).unwrap_or(after);
     // The room's head: lower than `after` tells the client the room's numbering
     // started again (a restarted in-memory server, or Redis that restarted empty).

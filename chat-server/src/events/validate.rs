@@ -5,13 +5,67 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use socketioxide::{adapter::Adapter, extract::SocketRef};
 
-use crate::protocol::{ChatError, ErrorCode};
+use crate::protocol::{
+    AiQueryRequest, ChatError, ErrorCode, JoinRequest, LeaveRequest, MessageRequest, ResumeRequest,
+};
 
 pub const MAX_ROOM_LEN: usize = 128;
 pub const MAX_TEXT_BYTES: usize = 8 * 1024;
 pub const MAX_PROMPT_BYTES: usize = 32 * 1024;
 pub const MAX_CLIENT_ID_LEN: usize = 128;
-pub const MAX_ROOMS_PER_SOCKET: usize = 32;
+
+/// `join {room}`, decoded and checked.
+pub fn join<E: std::fmt::Display>(data: Result<Value, E>) -> Result<JoinRequest, ChatError> {
+    let request: JoinRequest = payload(data, "{room: string}")?;
+    room_name(&request.room)?;
+    Ok(request)
+}
+
+/// `leave {room}`, decoded and checked.
+pub fn leave<E: std::fmt::Display>(data: Result<Value, E>) -> Result<LeaveRequest, ChatError> {
+    let request: LeaveRequest = payload(data, "{room: string}")?;
+    room_name(&request.room)?;
+    Ok(request)
+}
+
+/// `message {room, text, clientId?}`, decoded and checked.
+pub fn message<E: std::fmt::Display>(data: Result<Value, E>) -> Result<MessageRequest, ChatError> {
+    let request: MessageRequest = payload(data, "{room: string, text: string, clientId?: string}")?;
+    room_name(&request.room)?;
+    text("text", &request.text, MAX_TEXT_BYTES)?;
+    client_id(request.client_id.as_deref())?;
+    Ok(request)
+}
+
+/// `ai-query {room, prompt}`, decoded and checked.
+pub fn ai_query<E: std::fmt::Display>(data: Result<Value, E>) -> Result<AiQueryRequest, ChatError> {
+    let request: AiQueryRequest = payload(data, "{room: string, prompt: string}")?;
+    room_name(&request.room)?;
+    text("prompt", &request.prompt, MAX_PROMPT_BYTES)?;
+    Ok(request)
+}
+
+/// `resume {room, after}`, decoded and checked.
+pub fn resume<E: std::fmt::Display>(data: Result<Value, E>) -> Result<ResumeRequest, ChatError> {
+    let request: ResumeRequest = payload(data, "{room: string, after: non-negative integer}")?;
+    room_name(&request.room)?;
+    Ok(request)
+}
+
+/// The decoding and checks of `event` on a raw payload, as its handler runs
+/// them before touching anything (for the fuzzer and its regression corpus).
+/// The payload is JSON text, as a Socket.IO packet carries it.
+pub fn check_event(event: &str, payload: &[u8]) -> Result<(), ChatError> {
+    let data = serde_json::from_slice::<Value>(payload).map_err(|e| e.to_string());
+    match event {
+        "join" => join(data).map(drop),
+        "leave" => leave(data).map(drop),
+        "message" => message(data).map(drop),
+        "ai-query" => ai_query(data).map(drop),
+        "resume" => resume(data).map(drop),
+        _ => Ok(()),
+    }
+}
 
 /// The payload, which must be a JSON object, decoded into the event's type;
 /// otherwise `bad_request` saying what was expected and what was wrong.
@@ -88,6 +142,28 @@ pub fn joined<A: Adapter>(socket: &SocketRef<A>, room: &str) -> Result<(), ChatE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_event_runs_each_events_rules() {
+        assert!(check_event("join", br#"{"room":"a"}"#).is_ok());
+        assert!(check_event("message", br#"{"room":"a","text":"hi"}"#).is_ok());
+        assert!(check_event("resume", br#"{"room":"a","after":3}"#).is_ok());
+        let code = |event, payload: &[u8]| check_event(event, payload).unwrap_err().code;
+        assert_eq!(code("join", b"not json"), ErrorCode::BadRequest);
+        assert_eq!(code("leave", br#"{"room":""}"#), ErrorCode::InvalidRoom);
+        assert_eq!(
+            code("message", br#"{"room":"a","text":""}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code("resume", br#"{"room":"a","after":-1}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code("ai-query", br#"{"room":"a b","prompt":"x"}"#),
+            ErrorCode::InvalidRoom
+        );
+    }
 
     #[test]
     fn room_names() {
