@@ -3,12 +3,12 @@
 // mid-answer; cancel, drain timeout, crashes and the admin token.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { startServer, scrapeMetrics } from './lib/server.mjs';
 import { connect, ask, record } from './lib/client.mjs';
 import { startRedis } from './lib/redis.mjs';
 import { startNginx } from './lib/nginx.mjs';
 import { waitFor } from './lib/wait.mjs';
+import { ResumingClient } from './lib/resuming-client.mjs';
 
 const TOKEN = 'admin-token-for-tests';
 const cleanups = [];
@@ -25,72 +25,6 @@ async function servers(count, args, redis) {
     list.push(s);
   }
   return list;
-}
-
-/**
- * A chat client following the documented recipe: apply events in roomSeq
- * order, drop duplicates; on `server-draining` or an unexpected disconnect,
- * reconnect after the advised delay (or a backoff) and `resume`.
- */
-class ResumingClient {
-  constructor(url, room, localAddress) {
-    Object.assign(this, { url, room, localAddress });
-    this.applied = new Map(); // roomSeq -> event
-    this.received = 0;
-    this.duplicates = 0;
-    this.moved = null; // { at, reconnectedAt } when told to move
-    this.closing = false;
-  }
-
-  get contiguous() {
-    let n = 0;
-    while (this.applied.has(n + 1)) n++;
-    return n;
-  }
-
-  take(event) {
-    if (event.roomSeq == null) return;
-    this.received++;
-    if (this.applied.has(event.roomSeq)) this.duplicates++;
-    else this.applied.set(event.roomSeq, event);
-  }
-
-  async open(resume) {
-    const agent = new http.Agent({ localAddress: this.localAddress, keepAlive: true });
-    const socket = await connect(this.url, { agent });
-    this.socket = socket;
-    socket.on('message', (m) => this.take(m));
-    socket.on('ai-response-stream', (c) => this.take(c));
-    socket.on('server-draining', ({ reconnectAfterMs }) => {
-      this.advisedDelay = reconnectAfterMs;
-      this.moved ??= { at: performance.now() };
-    });
-    socket.on('disconnect', () => {
-      if (this.closing) return;
-      const delay = this.advisedDelay ?? 500;
-      this.advisedDelay = undefined;
-      setTimeout(() => this.reopen(), delay);
-    });
-    const ack = resume
-      ? await ask(socket, 'resume', { room: this.room, after: this.contiguous })
-      : await ask(socket, 'join', { room: this.room });
-    assert.ok(ack.ok, JSON.stringify(ack));
-    return ack;
-  }
-
-  async reopen(attempt = 1) {
-    try {
-      await this.open(true);
-      if (this.moved && !this.moved.reconnectedAt) this.moved.reconnectedAt = performance.now();
-    } catch {
-      setTimeout(() => this.reopen(attempt + 1), Math.min(2000, 100 * 2 ** attempt));
-    }
-  }
-
-  close() {
-    this.closing = true;
-    this.socket?.close();
-  }
 }
 
 test('300 clients over 30 rooms: draining a server mid-answer loses and repeats nothing', { timeout: 180_000 }, async () => {

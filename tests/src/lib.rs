@@ -37,8 +37,26 @@ pub struct ChatServer {
 impl ChatServer {
     /// Starts `bin` on free loopback ports with extra `args`, and waits until it listens.
     pub async fn start(bin: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_on(bin, 0, 0, args).await
+    }
+
+    /// Starts `bin` on the given loopback ports (0: any free port).
+    pub async fn start_on(
+        bin: &Path,
+        port: u16,
+        admin_port: u16,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let (port, admin_port) = (port.to_string(), admin_port.to_string());
         let mut child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", "0", "--admin-port", "0"])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--admin-port",
+                &admin_port,
+            ])
             .args(args)
             .env("CHAT_LOG", "info")
             .stdin(Stdio::null())
@@ -75,6 +93,11 @@ impl ChatServer {
     /// Everything the server printed so far.
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// True while the process runs.

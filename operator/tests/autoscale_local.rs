@@ -1,0 +1,431 @@
+//! The autoscaler end to end on this machine, with no Kubernetes: a real
+//! redis-server, real chat-server processes, real nginx with sticky
+//! upstreams and real socket.io-client clients that follow the
+//! reconnect-and-resume recipe (the JS fleet, `tests/js/tools/fleet.mjs`).
+//! The autoscaler is the operator's own control loop
+//! ([`Autoscaler::tick`]) on a [`LocalCluster`]: pods are chat-server
+//! processes in fixed port slots, and marks and replicas act on them the way
+//! a ReplicaSet does (marked pods go first).
+//!
+//! Connections ramp from 0 to 3x the target: it grows to 3 servers. One
+//! server hangs (SIGSTOP), so its `/metrics` fail: nothing shrinks while the
+//! load is low. It recovers: the two emptiest servers are drained and
+//! stopped, and every remaining client holds every room event exactly once.
+
+use std::{
+    collections::BTreeSet,
+    path::PathBuf,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use chatscale_operator::{
+    api::AutoscalingSpec,
+    autoscaler::{
+        collect::Target,
+        control::{Autoscaler, Cluster, Metrics},
+        drain::{DrainApi, HttpDrainApi, Workload},
+    },
+};
+use chatscale_tests::{ChatServer, RedisServer};
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
+    process::{Child, ChildStdin, ChildStdout, Command},
+};
+
+const TOKEN: &str = "autoscale-local-test-token";
+const TARGET: i32 = 10;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Chat-server processes in fixed port slots (nginx knows every slot).
+struct Pods {
+    bin: PathBuf,
+    args: Vec<String>,
+    slots: Vec<(u16, u16)>,
+    running: tokio::sync::Mutex<Vec<Option<ChatServer>>>,
+    marked: Mutex<BTreeSet<String>>,
+    /// Pods stopped by a scale-down, with whether they were marked.
+    removed: Mutex<Vec<(String, bool)>>,
+}
+
+fn pod_name(slot: usize) -> String {
+    format!("chat-{slot}")
+}
+
+impl Pods {
+    async fn live(&self) -> usize {
+        self.running.lock().await.iter().flatten().count()
+    }
+
+    async fn pid(&self, pod: &str) -> Option<u32> {
+        let running = self.running.lock().await;
+        (0..running.len())
+            .find(|i| pod_name(*i) == pod)
+            .and_then(|i| running[i].as_ref()?.pid())
+    }
+
+    async fn start(&self, slot: usize) -> anyhow::Result<ChatServer> {
+        let (port, admin) = self.slots[slot];
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        ChatServer::start_on(&self.bin, port, admin, &args).await
+    }
+}
+
+#[async_trait]
+impl Workload for Pods {
+    async fn mark_for_deletion(&self, pod: &str) -> anyhow::Result<()> {
+        self.marked.lock().unwrap().insert(pod.to_owned());
+        Ok(())
+    }
+
+    async fn unmark(&self, pod: &str) -> anyhow::Result<()> {
+        self.marked.lock().unwrap().remove(pod);
+        Ok(())
+    }
+
+    /// Starts servers in free slots, or stops marked servers first (then the highest slots).
+    async fn set_replicas(&self, replicas: i32) -> anyhow::Result<()> {
+        let mut running = self.running.lock().await;
+        let want = replicas.max(0) as usize;
+        while running.iter().flatten().count() < want {
+            let slot = running
+                .iter()
+                .position(Option::is_none)
+                .expect("a free slot");
+            running[slot] = Some(self.start(slot).await?);
+        }
+        while running.iter().flatten().count() > want {
+            let marked = self.marked.lock().unwrap().clone();
+            let slot = (0..running.len())
+                .find(|i| running[*i].is_some() && marked.contains(&pod_name(*i)))
+                .or_else(|| (0..running.len()).rev().find(|i| running[*i].is_some()))
+                .expect("a running pod");
+            let server = running[slot].take().expect("running");
+            let name = pod_name(slot);
+            self.removed
+                .lock()
+                .unwrap()
+                .push((name.clone(), marked.contains(&name)));
+            self.marked.lock().unwrap().remove(&name);
+            server.stop().await?;
+        }
+        Ok(())
+    }
+
+    async fn replace(&self, pod: &str) -> anyhow::Result<()> {
+        let mut running = self.running.lock().await;
+        let slot = (0..running.len())
+            .find(|i| pod_name(*i) == pod)
+            .expect("a known pod");
+        if let Some(server) = running[slot].take() {
+            server.stop().await?;
+        }
+        running[slot] = Some(self.start(slot).await?);
+        Ok(())
+    }
+}
+
+/// The pods as the autoscaler sees a cluster; Events and status are kept for the asserts.
+struct LocalCluster {
+    pods: Arc<Pods>,
+    events: Mutex<Vec<(Duration, String)>>,
+    started: Instant,
+}
+
+impl LocalCluster {
+    fn events(&self) -> Vec<String> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Cluster for LocalCluster {
+    async fn targets(&self) -> anyhow::Result<Vec<Target>> {
+        let running = self.pods.running.lock().await;
+        Ok(running
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                Some(Target {
+                    pod: pod_name(i),
+                    url: format!("{}/metrics", s.as_ref()?.admin_url),
+                    ready: true,
+                })
+            })
+            .collect())
+    }
+
+    async fn redis_ops(&self) -> Option<f64> {
+        None
+    }
+
+    async fn replicas(&self) -> anyhow::Result<i32> {
+        Ok(self.pods.live().await as i32)
+    }
+
+    fn workload(&self) -> Arc<dyn Workload> {
+        self.pods.clone()
+    }
+
+    async fn drains(&self) -> Arc<dyn DrainApi> {
+        Arc::new(HttpDrainApi::new(TOKEN.into()))
+    }
+
+    async fn event(&self, reason: &str, note: String) {
+        let at = self.started.elapsed();
+        eprintln!("[{:>6.2} s] {reason}: {note}", at.as_secs_f64());
+        self.events.lock().unwrap().push((at, reason.to_owned()));
+    }
+
+    async fn status(&self, _status: Value) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// The JS client fleet behind nginx (one JSON line per command and answer).
+struct Fleet {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+    url: String,
+}
+
+impl Fleet {
+    async fn start(upstreams: &[String]) -> anyhow::Result<Self> {
+        let mut child = Command::new("node")
+            .arg(repo().join("tests/js/tools/fleet.mjs"))
+            .env("FLEET_UPSTREAMS", upstreams.join(","))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdin = child.stdin.take().expect("piped");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let first: Value = serde_json::from_str(&stdout.next_line().await?.unwrap_or_default())?;
+        let url = first["url"].as_str().unwrap_or_default().to_owned();
+        anyhow::ensure!(!url.is_empty(), "the fleet did not start: {first}");
+        Ok(Self {
+            child,
+            stdin,
+            stdout,
+            url,
+        })
+    }
+
+    async fn call(&mut self, command: Value) -> anyhow::Result<Value> {
+        self.stdin
+            .write_all(format!("{command}\n").as_bytes())
+            .await?;
+        let line = tokio::time::timeout(Duration::from_secs(120), self.stdout.next_line())
+            .await??
+            .unwrap_or_default();
+        let answer: Value = serde_json::from_str(&line)?;
+        anyhow::ensure!(answer.get("error").is_none(), "{command}: {answer}");
+        Ok(answer)
+    }
+}
+
+/// Sends SIG`name` to a process of this test.
+async fn signal(name: &str, pid: u32) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "kill -{name} {pid} failed");
+    Ok(())
+}
+
+/// Polls `check` every 100 ms until it holds, for at most `limit`.
+async fn until<F, Fut>(what: &str, limit: Duration, mut check: F) -> anyhow::Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        anyhow::ensure!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(start.elapsed())
+}
+
+fn spec() -> AutoscalingSpec {
+    let mut spec = AutoscalingSpec {
+        enabled: true,
+        min_replicas: 1,
+        max_replicas: 3,
+        target_connections_per_pod: TARGET,
+        target_redis_ops_per_pod: 0,
+        interval_seconds: 1,
+        ..Default::default()
+    };
+    spec.behavior.scale_down.stabilization_window_seconds = 5;
+    spec
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ramps_up_to_three_servers_and_drains_back_to_one_losing_nothing() -> anyhow::Result<()> {
+    let bin = repo().join("target/debug/chat-server");
+    assert!(bin.exists(), "build chat-server first (make test does)");
+    let redis = RedisServer::start().await?;
+    let token_file =
+        std::env::temp_dir().join(format!("chatscale-autoscale-{}", std::process::id()));
+    std::fs::write(&token_file, TOKEN)?;
+    let slots: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let pods = Arc::new(Pods {
+        bin,
+        args: [
+            "--redis-url",
+            redis.url.as_str(),
+            "--admin-token-file",
+            token_file.to_str().unwrap(),
+            "--demo-answer-tokens",
+            "40",
+            "--drain-jitter-ms",
+            "500",
+        ]
+        .map(String::from)
+        .to_vec(),
+        slots: slots.clone(),
+        running: tokio::sync::Mutex::new(vec![None, None, None]),
+        marked: Mutex::default(),
+        removed: Mutex::default(),
+    });
+    pods.set_replicas(1).await?;
+    let upstreams: Vec<String> = slots
+        .iter()
+        .map(|(p, _)| format!("127.0.0.1:{p}"))
+        .collect();
+    let mut fleet = Fleet::start(&upstreams).await?;
+    let cluster = Arc::new(LocalCluster {
+        pods: pods.clone(),
+        events: Mutex::default(),
+        started: Instant::now(),
+    });
+    let metrics = Arc::new(Metrics::default());
+    let autoscaler = {
+        let (cluster, metrics) = (cluster.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let mut autoscaler = Autoscaler::default();
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                let now = 1 + cluster.started.elapsed().as_secs();
+                let timeout = Duration::from_secs(30);
+                if let Err(error) = autoscaler
+                    .tick(cluster.as_ref(), &spec(), timeout, &metrics, now)
+                    .await
+                {
+                    eprintln!("autoscaler tick failed: {error:#}");
+                }
+            }
+        })
+    };
+    eprintln!("nginx at {} in front of {upstreams:?}", fleet.url);
+
+    // Ramp: 6 clients a second up to 30, three times the target of one server.
+    let ramp = Instant::now();
+    for _ in 0..5 {
+        let open = fleet.call(json!({"op": "open", "count": 6})).await?;
+        eprintln!(
+            "[{:>6.2} s] {} connections",
+            cluster.started.elapsed().as_secs_f64(),
+            open["open"]
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let loaded = ramp.elapsed();
+    until("3 servers", Duration::from_secs(60), || async {
+        pods.live().await == 3
+    })
+    .await?;
+    let scale_up = ramp.elapsed();
+    fleet.call(json!({"op": "talk"})).await?;
+
+    // The load drops to 6 clients spread over the servers, and one server hangs.
+    let kept = fleet.call(json!({"op": "keep", "count": 6})).await?;
+    eprintln!("kept {kept}");
+    let drop = Instant::now();
+    let hung = pods.pid("chat-2").await.expect("chat-2 runs");
+    signal("STOP", hung).await?;
+    let failures = metrics.scrape_failures.get();
+    let holds = metrics.decisions.with_label_values(&["hold"]).get();
+    // Four evaluations (each waits 2 s for the hung pod): longer than the 5 s window.
+    until("4 blind evaluations", Duration::from_secs(60), || async {
+        metrics.decisions.with_label_values(&["hold"]).get() >= holds + 4
+    })
+    .await?;
+    assert_eq!(pods.live().await, 3, "no scale-down on missing metrics");
+    assert!(metrics.scrape_failures.get() >= failures + 4);
+    assert!(!cluster.events().contains(&"DrainStarted".to_owned()));
+    signal("CONT", hung).await?;
+    let recovered = Instant::now();
+
+    until("1 server", Duration::from_secs(90), || async {
+        pods.live().await == 1
+    })
+    .await?;
+    // The drain's outcome is reported by the next evaluation.
+    until("ScaledDown", Duration::from_secs(10), || async {
+        cluster.events().contains(&"ScaledDown".to_owned())
+    })
+    .await?;
+    let (scale_down, after_recovery) = (drop.elapsed(), recovered.elapsed());
+    let report = fleet.call(json!({"op": "finish"})).await?;
+    eprintln!("fleet report {report}");
+    eprintln!(
+        "timings: 30 connections after {:.1} s, 3 servers after {:.1} s; \
+         load dropped -> 1 server after {:.1} s ({:.1} s after the hung server recovered)",
+        loaded.as_secs_f64(),
+        scale_up.as_secs_f64(),
+        scale_down.as_secs_f64(),
+        after_recovery.as_secs_f64()
+    );
+
+    let removed = pods.removed.lock().unwrap().clone();
+    assert_eq!(removed.len(), 2, "{removed:?}");
+    assert!(
+        removed.iter().all(|(_, marked)| *marked),
+        "only marked pods went: {removed:?}"
+    );
+    let events = cluster.events();
+    for reason in ["ScaledUp", "DrainStarted", "DrainCompleted", "ScaledDown"] {
+        assert!(
+            events.contains(&reason.to_owned()),
+            "{reason} in {events:?}"
+        );
+    }
+    assert_eq!(report["clients"], 6);
+    assert_eq!(report["missing"], 0, "{report}");
+    assert!(report["final"].as_u64().unwrap() > 50, "{report}");
+    assert!(report["answers"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        report["moved"].as_u64().unwrap() >= 1,
+        "clients moved off drained servers: {report}"
+    );
+
+    autoscaler.abort();
+    fleet.call(json!({"op": "stop"})).await?;
+    let _ = fleet.child.wait().await;
+    pods.set_replicas(0).await?;
+    redis.stop().await?;
+    Ok(())
+}
