@@ -133,7 +133,8 @@ impl Server {
         };
         let origins = origin::Origins::new(&config.allowed_origins);
         let cors = origins.cors();
-        let public_app = web::router()
+        let auth_required = crate::auth::mode(config) == crate::config::AuthMode::Required;
+        let public_app = web::router(auth_required)
             .layer(layer)
             .layer(axum::middleware::from_fn_with_state(
                 gate,

@@ -9,7 +9,11 @@
   // How long to wait for a missing roomSeq before giving up on it.
   const GAP_TIMEOUT_MS = 3000;
 
-  const socket = io({ reconnectionDelayMax: 5000 });
+  // With auth required, the page sends the JWT given in its URL fragment
+  // (/#token=...): fragments never reach the server's access logs.
+  const token = new URLSearchParams(location.hash.slice(1)).get('token');
+  const socket = io({ reconnectionDelayMax: 5000, auth: (cb) => cb(token ? { token } : {}) });
+  socket.on('auth-expired', () => system('The token expired: open the page with a fresh #token=...'));
   const myIds = new Set(); // every socket id this page has had (they change on reconnect)
   let clientCounter = 0;
   const myClientIds = new Set();
