@@ -30,6 +30,10 @@ enum Command {
         /// This replica's name in the Lease.
         #[arg(long, env = "POD_NAME", default_value = "chatscale-operator")]
         identity: String,
+        /// Only ChatClusters (and the objects they own) in this namespace; all
+        /// namespaces when unset or empty (then the operator needs a ClusterRole).
+        #[arg(long, env = "WATCH_NAMESPACE")]
+        watch_namespace: Option<String>,
     },
     /// Print the ChatCluster CustomResourceDefinition as YAML (what crds/ holds).
     Crd,
@@ -73,12 +77,17 @@ async fn main() -> anyhow::Result<()> {
             http_address,
             lease_namespace,
             identity,
-        }) => run(http_address, &lease_namespace, &identity).await,
+            watch_namespace,
+        }) => {
+            let watch_namespace = watch_namespace.filter(|ns| !ns.is_empty());
+            run(http_address, &lease_namespace, &identity, watch_namespace).await
+        }
         None => {
             run(
                 "0.0.0.0:8080".parse()?,
                 "chatscale-system",
                 "chatscale-operator",
+                None,
             )
             .await
         }
@@ -89,6 +98,7 @@ async fn run(
     http_address: std::net::SocketAddr,
     lease_namespace: &str,
     identity: &str,
+    watch_namespace: Option<String>,
 ) -> anyhow::Result<()> {
     use chatscale_operator::{controller, leader::Elector, telemetry};
     tracing_subscriber::fmt()
@@ -121,11 +131,13 @@ async fn run(
         }
         let _ = stop.send(());
     });
-    let autoscaler = tokio::spawn(chatscale_operator::autoscaler::run::run(
+    tracing::info!(namespace = ?watch_namespace, "watching ChatClusters (all namespaces when None)");
+    let autoscaler = tokio::spawn(chatscale_operator::autoscaler::run::run_in(
         client.clone(),
         autoscaler_metrics,
+        watch_namespace.clone(),
     ));
-    controller::run(client, context, async move {
+    controller::run_in(client, context, watch_namespace, async move {
         let _ = stopped.await;
     })
     .await;

@@ -163,7 +163,6 @@ fn every_optional_feature_renders_valid_objects() {
         "ConfigMap",
         "ServiceMonitor",
         "PodMonitor",
-        "ClusterRole",
         "Role",
         "PodDisruptionBudget",
     ] {
@@ -252,6 +251,35 @@ fn objects_of(rendered: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The object of `kind` in `namespace` (`None`: cluster-scoped).
+fn in_namespace<'a>(
+    objects: &'a [(String, Value)],
+    kind: &str,
+    namespace: Option<&str>,
+) -> &'a Value {
+    let found: Vec<&Value> = objects
+        .iter()
+        .map(|(_, o)| o)
+        .filter(|o| o["kind"] == kind && o["metadata"]["namespace"].as_str() == namespace)
+        .collect();
+    assert_eq!(found.len(), 1, "one {kind} in {namespace:?}");
+    found[0]
+}
+
+/// A Role's or ClusterRole's rules, normalized through the k8s-openapi type.
+fn rules_of(role: &Value) -> Vec<String> {
+    role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let typed: k8s_openapi::api::rbac::v1::PolicyRule =
+                serde_json::from_value(r.clone()).unwrap();
+            serde_json::to_string(&typed).unwrap()
+        })
+        .collect()
+}
+
 #[test]
 fn rbac_is_exactly_the_operators_list() {
     let expected = rbac::cluster_role();
@@ -267,48 +295,59 @@ fn rbac_is_exactly_the_operators_list() {
         .map(|r| serde_json::to_string(r).unwrap())
         .collect();
 
-    let namespace = "platform";
-    let objects = render(Some(ALL_FEATURES), namespace);
-    let rules = |kind: &str| -> Vec<String> {
-        one(&objects, kind)["rules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                let typed: k8s_openapi::api::rbac::v1::PolicyRule =
-                    serde_json::from_value(r.clone()).unwrap();
-                serde_json::to_string(&typed).unwrap()
-            })
-            .collect()
-    };
-    let cluster = rules("ClusterRole");
-    let lease = rules("Role");
-    let rendered: BTreeSet<String> = cluster.iter().chain(&lease).cloned().collect();
-    assert_eq!(cluster.len() + lease.len(), rendered.len(), "no rule twice");
-    assert_eq!(
-        rendered, expected,
-        "the chart grants exactly what rbac.rs lists"
-    );
-    // Leader election only in the operator's own namespace.
-    assert!(lease.iter().all(|r| r.contains("coordination.k8s.io")));
-    assert!(!cluster.iter().any(|r| r.contains("coordination.k8s.io")));
-    let role = one(&objects, "Role");
-    assert_eq!(role["metadata"]["namespace"], namespace);
-
-    // Both bindings name the account the Deployment runs as.
-    let account =
-        one(&objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"].clone();
-    assert_eq!(one(&objects, "ServiceAccount")["metadata"]["name"], account);
-    for kind in ["ClusterRoleBinding", "RoleBinding"] {
-        let binding = one(&objects, kind);
-        assert_eq!(binding["subjects"][0]["name"], account, "{kind}");
-        assert_eq!(binding["subjects"][0]["namespace"], namespace, "{kind}");
-        let role_kind = &binding["roleRef"]["kind"];
-        let role = one(&objects, role_kind.as_str().unwrap());
+    let release = "platform";
+    // Default: a ClusterRole; with watchNamespace (all-features): a Role there.
+    for (values, watched) in [(None, None), (Some(ALL_FEATURES), Some("chat"))] {
+        let objects = render(values, release);
+        let (role_kind, binding_kind) = match watched {
+            None => ("ClusterRole", "ClusterRoleBinding"),
+            Some(_) => ("Role", "RoleBinding"),
+        };
+        if watched.is_some() {
+            assert!(
+                !kinds(&objects).contains("ClusterRole"),
+                "no cluster-wide rights with watchNamespace"
+            );
+        }
+        let main = rules_of(in_namespace(&objects, role_kind, watched));
+        let lease = rules_of(in_namespace(&objects, "Role", Some(release)));
+        let rendered: BTreeSet<String> = main.iter().chain(&lease).cloned().collect();
+        assert_eq!(main.len() + lease.len(), rendered.len(), "no rule twice");
         assert_eq!(
-            binding["roleRef"]["name"], role["metadata"]["name"],
-            "{kind}"
+            rendered, expected,
+            "{values:?}: the chart grants exactly what rbac.rs lists"
         );
+        // Leader election only in the operator's own namespace.
+        assert!(lease.iter().all(|r| r.contains("coordination.k8s.io")));
+        assert!(!main.iter().any(|r| r.contains("coordination.k8s.io")));
+
+        // Every binding names the account the Deployment runs as, and its role.
+        let deployment = one(&objects, "Deployment");
+        let account = &deployment["spec"]["template"]["spec"]["serviceAccountName"];
+        assert_eq!(
+            &one(&objects, "ServiceAccount")["metadata"]["name"],
+            account
+        );
+        for (kind, namespace) in [(binding_kind, watched), ("RoleBinding", Some(release))] {
+            let binding = in_namespace(&objects, kind, namespace);
+            assert_eq!(&binding["subjects"][0]["name"], account, "{kind}");
+            assert_eq!(binding["subjects"][0]["namespace"], release, "{kind}");
+            let role = in_namespace(
+                &objects,
+                binding["roleRef"]["kind"].as_str().unwrap(),
+                namespace,
+            );
+            assert_eq!(
+                binding["roleRef"]["name"], role["metadata"]["name"],
+                "{kind}"
+            );
+        }
+        // The operator is told which namespace its Role covers.
+        let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+        match watched {
+            Some(ns) => assert!(args.contains(&format!("--watch-namespace={ns}")), "{args}"),
+            None => assert!(!args.contains("--watch-namespace"), "{args}"),
+        }
     }
 }
 
@@ -380,7 +419,12 @@ fn the_operator_deployment_matches_the_binary() {
 fn values_outside_the_schema_are_refused() {
     let dir = std::env::temp_dir();
     for (name, values, reason) in [
-        ("unknown", "watchNamespace: chat\n", "watchNamespace"),
+        ("unknown", "watchNamespaces: [chat]\n", "watchNamespaces"),
+        (
+            "namespace",
+            "watchNamespace: Not_A_Namespace\n",
+            "watchNamespace",
+        ),
         ("zero", "replicaCount: 0\n", "replicaCount"),
         ("policy", "image:\n  pullPolicy: Sometimes\n", "pullPolicy"),
     ] {

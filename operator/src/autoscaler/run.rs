@@ -40,6 +40,11 @@ const DELETION_COST_ANNOTATION: &str = "controller.kubernetes.io/pod-deletion-co
 /// its own interval. Drains run in the background (see [`Autoscaler`]), so
 /// one cluster's drain does not hold up the others.
 pub async fn run(client: Client, metrics: Metrics) {
+    run_in(client, metrics, None).await;
+}
+
+/// [`run`] over the ChatClusters of one namespace only, when given.
+pub async fn run_in(client: Client, metrics: Metrics, namespace: Option<String>) {
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -48,13 +53,12 @@ pub async fn run(client: Client, metrics: Metrics) {
         },
     );
     let mut state: HashMap<String, (Autoscaler, u64)> = HashMap::new();
+    let chatclusters =
+        crate::controller::scoped::<ChatCluster>(client.clone(), namespace.as_deref());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let clusters = match Api::<ChatCluster>::all(client.clone())
-            .list(&ListParams::default())
-            .await
-        {
+        let clusters = match chatclusters.list(&ListParams::default()).await {
             Ok(list) => list.items,
             Err(error) => {
                 tracing::warn!(%error, "autoscaler could not list ChatClusters");

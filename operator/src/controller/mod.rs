@@ -33,28 +33,52 @@ fn backoff(failures: u32) -> Duration {
         .min(Duration::from_secs(300))
 }
 
-/// Runs until `shutdown` completes.
+/// Runs until `shutdown` completes, over ChatClusters in every namespace.
 pub async fn run(
     client: Client,
     context: Arc<Context>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    run_in(client, context, None, shutdown).await;
+}
+
+/// The API of `K` in `namespace`, or across all namespaces when `None`
+/// (`chatscale-operator run --watch-namespace`).
+pub fn scoped<K>(client: Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client, namespace),
+        None => Api::all(client),
+    }
+}
+
+/// Runs until `shutdown` completes, watching only `namespace` when given.
+pub async fn run_in(
+    client: Client,
+    context: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = namespace.as_deref();
     let owned =
         watcher::Config::default().labels("app.kubernetes.io/managed-by=chatscale-operator");
     Controller::new(
-        Api::<ChatCluster>::all(client.clone()),
+        scoped::<ChatCluster>(client.clone(), ns),
         watcher::Config::default(),
     )
-    .owns(Api::<Deployment>::all(client.clone()), owned.clone())
-    .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
-    .owns(Api::<Service>::all(client.clone()), owned.clone())
-    .owns(Api::<Secret>::all(client.clone()), owned.clone())
-    .owns(Api::<Ingress>::all(client.clone()), owned.clone())
+    .owns(scoped::<Deployment>(client.clone(), ns), owned.clone())
+    .owns(scoped::<StatefulSet>(client.clone(), ns), owned.clone())
+    .owns(scoped::<Service>(client.clone(), ns), owned.clone())
+    .owns(scoped::<Secret>(client.clone(), ns), owned.clone())
+    .owns(scoped::<Ingress>(client.clone(), ns), owned.clone())
     .owns(
-        Api::<PodDisruptionBudget>::all(client.clone()),
+        scoped::<PodDisruptionBudget>(client.clone(), ns),
         owned.clone(),
     )
-    .owns(Api::<NetworkPolicy>::all(client.clone()), owned)
+    .owns(scoped::<NetworkPolicy>(client.clone(), ns), owned)
     .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, context)
     .for_each(|result| async move {
