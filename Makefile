@@ -1,5 +1,5 @@
 # chatscale: `make test` is the one command CI and developers run.
-.PHONY: test deps lint rust-test js-test run bench crds chart-test
+.PHONY: test deps lint rust-test js-test run bench bench-scaleout bench-artillery crds chart-test
 
 CHAT_SERVER_BIN := $(CURDIR)/target/debug/chat-server
 
@@ -40,8 +40,35 @@ crds:
 chart-test:
 	cargo test -p chatscale-operator --locked --test chart
 
-# Scale-out benchmark (not part of `make test`): 3 release chat-servers on one
-# fresh redis-server; prints cross-server latency and Redis commands per AI answer.
+# Coverage-guided fuzzing (not part of `make test`, which replays the checked-in
+# corpus through chat-server/tests/fuzz_corpus.rs): event payload decoding and
+# validation, rooms claims and handshake tokens, for FUZZ_SECONDS. cargo-fuzz
+# drives libFuzzer with nightly compiler flags; RUSTC_BOOTSTRAP=1 lets the stable
+# toolchain accept them. New inputs go to corpus-work/ (not committed).
+.PHONY: fuzz
+FUZZ_SECONDS ?= 600
+fuzz:
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
+	mkdir -p chat-server/fuzz/corpus-work
+	cd chat-server/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none --debug-assertions \
+		events corpus-work corpus/events -- -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -timeout=10 -print_final_stats=1
+
+# Side-by-side benchmark (not part of `make test`): release chat-server and the
+# Node.js reference under the same chatscale-load runs; prints one table
+# (bench/README.md; scale it down with BENCH_SCALE=0.1 and the other BENCH_* vars).
 bench:
+	scripts/install-test-deps.sh
+	cargo build --release -p chat-server -p chatscale-load --locked
+	cd bench/node-reference && npm ci --no-audit --no-fund --loglevel=error
+	CHAT_SERVER_BIN=$(CURDIR)/target/release/chat-server LOAD_BIN=$(CURDIR)/target/release/chatscale-load node bench/compare.mjs
+
+# Scale-out benchmark: 3 release chat-servers on one fresh redis-server; prints
+# cross-server latency and Redis commands per AI answer.
+bench-scaleout:
 	cargo build --release -p chat-server --locked
 	CHAT_SERVER_BIN=$(CURDIR)/target/release/chat-server node bench/scaleout.mjs
+
+# Artillery (Socket.IO v3+ engine) against a running server: ARTILLERY_TARGET=http://127.0.0.1:3000
+bench-artillery:
+	cd bench/artillery && npm ci --no-audit --no-fund --loglevel=error
+	cd bench/artillery && ./node_modules/.bin/artillery run --target $${ARTILLERY_TARGET:-http://127.0.0.1:3000} chat.yml
