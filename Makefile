@@ -68,7 +68,14 @@ bench-scaleout:
 	cargo build --release -p chat-server --locked
 	CHAT_SERVER_BIN=$(CURDIR)/target/release/chat-server node bench/scaleout.mjs
 
-# Artillery (Socket.IO v3+ engine) against a running server: ARTILLERY_TARGET=http://127.0.0.1:3000
+# Artillery (Socket.IO v3+ engine, bench/artillery/chat.yml): against a local
+# cluster it starts (3 release chat-servers on Redis behind nginx), or against a
+# running server on this machine with ARTILLERY_TARGET=http://127.0.0.1:3000.
 bench-artillery:
-	cd bench/artillery && npm ci --no-audit --no-fund --loglevel=error
-	cd bench/artillery && ./node_modules/.bin/artillery run --target $${ARTILLERY_TARGET:-http://127.0.0.1:3000} chat.yml
+	cargo build --release -p chat-server --locked
+	cd bench/artillery && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+	if [ -n "$(ARTILLERY_TARGET)" ]; then \
+		cd bench/artillery && ./node_modules/.bin/artillery run --target $(ARTILLERY_TARGET) chat.yml; \
+	else \
+		CHAT_SERVER_BIN=$(CURDIR)/target/release/chat-server node bench/artillery/cluster.mjs; \
+	fi
