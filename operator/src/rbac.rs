@@ -19,9 +19,10 @@ fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
 }
 
 pub fn cluster_role() -> ClusterRole {
-    let owned = [
-        "get", "list", "watch", "create", "patch", "update", "delete",
-    ];
+    // Owned objects are only written with server-side apply (PATCH, which
+    // creates them when absent) and removed by the garbage collector through
+    // owner references: no update, no delete.
+    let owned = ["get", "list", "watch", "create", "patch"];
     let mut rules = vec![
         // patch: the autoscaler sets spec.replicas.
         rule(
@@ -29,11 +30,8 @@ pub fn cluster_role() -> ClusterRole {
             &["chatclusters"],
             &["get", "list", "watch", "patch"],
         ),
-        rule(
-            "chatscale.dev",
-            &["chatclusters/status"],
-            &["get", "patch", "update"],
-        ),
+        // Status is written with server-side apply only.
+        rule("chatscale.dev", &["chatclusters/status"], &["get", "patch"]),
     ];
     rules.extend(
         APPLIED_KINDS
@@ -81,6 +79,9 @@ mod tests {
                 .unwrap_or_else(|| panic!("no rule for {kind}"));
             for verb in ["get", "list", "watch", "patch"] {
                 assert!(rule.verbs.contains(&verb.to_owned()), "{kind}: {verb}");
+            }
+            for verb in ["update", "delete"] {
+                assert!(!rule.verbs.contains(&verb.to_owned()), "{kind}: no {verb}");
             }
         }
         assert!(rules.iter().any(|r| {
