@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`helm template` and `helm lint` without the helm binary, through Helm's
-own Go library (Helm v4 SDK) as shipped in the PyPI package helm-python-sdk
-(installed by scripts/install-test-deps.sh). Offline: no cluster, no network.
+own Go library (Helm v4 SDK, v4.2.3 in helm-python-sdk 0.2.2) as shipped in the
+PyPI package helm-python-sdk (installed by scripts/install-test-deps.sh). Offline: no cluster, no network.
 
     scripts/helm.py template CHART [-f VALUES] [--name NAME] [--namespace NS]
     scripts/helm.py lint CHART [-f VALUES] [--kube-version v1.33.0]
@@ -71,6 +71,7 @@ def lint(args):
         namespace=args.namespace,
         kube_version=args.kube_version,
     )
+    print(f"Helm SDK {helm.helm_sdk_version()} (helm-python-sdk {helm.__version__})")
     failed = bool(report.get("errors"))
     for message in report.get("messages") or []:
         severity = SEVERITY.get(message.get("severity"), "?")
