@@ -38,12 +38,9 @@ pub fn cluster_role() -> ClusterRole {
             .iter()
             .map(|(_, group, plural)| rule(group, &[plural], &owned)),
     );
-    // The autoscaler scrapes pods, marks the ones it drains, and replaces drained pods.
-    rules.push(rule(
-        "",
-        &["pods"],
-        &["get", "list", "watch", "patch", "delete"],
-    ));
+    // The autoscaler lists the pods it scrapes, marks the ones it drains
+    // (patch), and replaces a drained pod that is wanted after all (delete).
+    rules.push(rule("", &["pods"], &["list", "patch", "delete"]));
     rules.push(rule("events.k8s.io", &["events"], &["create", "patch"]));
     rules.push(rule(
         "coordination.k8s.io",
