@@ -13,7 +13,7 @@ use std::{
     net::{IpAddr, SocketAddr},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU32, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -169,6 +169,7 @@ pub struct Session {
     limits: Arc<Limits>,
     bucket: Mutex<Option<Bucket>>,
     refused_in_a_row: AtomicU32,
+    cut_off: AtomicBool,
 }
 
 impl Session {
@@ -185,6 +186,7 @@ impl Session {
             bucket: Mutex::new(limits.socket_bucket(Instant::now())),
             limits: limits.clone(),
             refused_in_a_row: AtomicU32::new(0),
+            cut_off: AtomicBool::new(false),
         }
     }
 
@@ -227,10 +229,13 @@ impl Session {
         result
     }
 
-    /// Has this socket kept sending past its limit long enough to be cut off?
-    pub fn flooding(&self) -> bool {
+    /// Has this socket kept sending past its limit long enough to be cut
+    /// off? True once: the caller disconnects it.
+    pub fn cut_off(&self) -> bool {
         let after = self.limits.config.flood_disconnect_after;
-        after > 0 && self.refused_in_a_row.load(Ordering::Relaxed) >= after
+        after > 0
+            && self.refused_in_a_row.load(Ordering::Relaxed) >= after
+            && !self.cut_off.swap(true, Ordering::Relaxed)
     }
 }
 

@@ -61,7 +61,7 @@ impl Admitted {
 
     /// Disconnects the socket when it keeps flooding. Call after the ack.
     fn enforce<A: Adapter>(&self, socket: &SocketRef<A>) {
-        if self.charged.is_err() && self.session.as_ref().is_some_and(|s| s.flooding()) {
+        if self.charged.is_err() && self.session.as_ref().is_some_and(|s| s.cut_off()) {
             tracing::info!(sid = %socket.id, "disconnecting a socket that kept sending past its rate limit");
             let _ = socket.emit(
                 "error",

@@ -74,8 +74,13 @@ pub fn payload<T: DeserializeOwned, E: std::fmt::Display>(
     shape: &str,
 ) -> Result<T, ChatError> {
     let bad = |detail: String| {
-        let mut detail = detail;
-        detail.truncate(200);
+        // At most 200 bytes of the detail, cut at a character boundary (the
+        // detail may quote the client's multi-byte text).
+        let cut = (0..=detail.len().min(200))
+            .rev()
+            .find(|&at| detail.is_char_boundary(at))
+            .unwrap_or(0);
+        let detail = &detail[..cut];
         ChatError::new(ErrorCode::BadRequest, format!("expected {shape}: {detail}"))
     };
     match data {
@@ -163,6 +168,19 @@ mod tests {
             code("ai-query", br#"{"room":"a b","prompt":"x"}"#),
             ErrorCode::InvalidRoom
         );
+    }
+
+    #[test]
+    fn long_details_are_cut_at_a_character_boundary() {
+        // Found by `make fuzz`: serde quotes the bad value, and 200 bytes fell
+        // inside a 3-byte character.
+        for pad in 170..=200 {
+            let after = format!("{}{}", "_".repeat(pad), "ッ".repeat(50));
+            let payload = serde_json::json!({"room": "a", "after": after}).to_string();
+            let error = check_event("resume", payload.as_bytes()).unwrap_err();
+            assert_eq!(error.code, ErrorCode::BadRequest);
+            assert!(error.message.len() < 300);
+        }
     }
 
     #[test]
