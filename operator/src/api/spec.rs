@@ -89,6 +89,12 @@ pub struct ChatClusterSpec {
     /// The model that answers `ai-query`.
     #[serde(default)]
     pub ai: AiSpec,
+
+    /// Who may connect: JWTs checked at the Socket.IO handshake, the rooms
+    /// they grant, and the browser origins allowed. Off (demo mode) unless a
+    /// key is referenced.
+    #[serde(default)]
+    pub auth: AuthSpec,
 }
 
 fn default_image() -> String {
@@ -530,4 +536,85 @@ pub enum AiProvider {
     #[default]
     Demo,
     Openai,
+}
+
+/// Authentication of chat clients. The keys come from Secrets, mounted into
+/// the chat-server pods as read-only files; they never appear in the pod spec,
+/// in status, in Events or in logs.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("!(has(self.jwtSecretRef) && has(self.jwtPublicKeysRef))").message("set at most one of auth.jwtSecretRef and auth.jwtPublicKeysRef"))]
+#[x_kube(validation = Rule::new("!has(self.mode) || self.mode != 'required' || has(self.jwtSecretRef) || has(self.jwtPublicKeysRef)").message("auth.mode required needs auth.jwtSecretRef or auth.jwtPublicKeysRef"))]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// `required` (every connection needs a valid token) or `off` (demo mode:
+    /// anyone may use any room). Default: `required` when a key is referenced,
+    /// `off` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<AuthMode>,
+    /// Secret key holding the HS256 shared secret (at least 32 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_secret_ref: Option<SecretKeyRef>,
+    /// Secret key holding the RS256/ES256 public key(s): one PEM public key, or
+    /// a JWKS document (`{"keys": [...]}`, matched by `kid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_public_keys_ref: Option<SecretKeyRef>,
+    /// Required `iss` of every token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Required `aud` of every token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// The claim that lists the rooms a token grants (`*` suffix wildcards);
+    /// `rooms` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rooms_claim: Option<String>,
+    /// Browser origins allowed besides the cluster's own host, e.g.
+    /// `https://app.example.com`, or `*`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+}
+
+/// Whether chat clients need a token.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    Off,
+    Required,
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+
+    fn cluster(auth: &str) -> ChatCluster {
+        let yaml = format!(
+            "apiVersion: chatscale.dev/v1alpha1\nkind: ChatCluster\nmetadata: {{name: team, namespace: apps}}\nspec: {{routing: {{host: chat.example.com}}, auth: {auth}}}\n"
+        );
+        serde_saphyr::from_str(&yaml).expect("test manifest parses")
+    }
+
+    #[test]
+    fn auth_rules_are_enforced_by_cel() {
+        let refused = |auth: &str| cluster(auth).validate_cel().unwrap_err().to_string();
+        assert!(
+            refused("{jwtSecretRef: {name: a, key: b}, jwtPublicKeysRef: {name: c, key: d}}")
+                .contains("at most one of auth.jwtSecretRef and auth.jwtPublicKeysRef")
+        );
+        assert!(refused("{mode: required}").contains("auth.mode required needs"));
+        for ok in [
+            "{}",
+            "{mode: \"off\"}",
+            "{jwtSecretRef: {name: a, key: b}}",
+            "{mode: required, jwtPublicKeysRef: {name: c, key: d}, issuer: i, audience: a}",
+        ] {
+            assert!(cluster(ok).validate_cel().is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn auth_defaults_to_off_with_nothing_set() {
+        let cc = cluster("{}");
+        assert_eq!(cc.spec.auth, AuthSpec::default());
+        assert_eq!(cc.spec.auth.mode, None);
+    }
 }

@@ -1,7 +1,7 @@
 //! The chat-servers: their Deployment, the client Service in front of them,
 //! and the Secret with the admin token of their drain API. Secrets reach the
-//! pods as files (the admin token, the AI API key) or as a `secretKeyRef`
-//! (the Redis URL), never as literal values in the pod spec.
+//! pods as files (the admin token, the AI API key, the JWT keys) or as a
+//! `secretKeyRef` (the Redis URL), never as literal values in the pod spec.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +23,7 @@ use kube::{
 };
 
 use super::{Generated, SpecError, dynamic, names, owned_meta};
-use crate::api::{AiProvider, ChatCluster, ServiceAffinity};
+use crate::api::{AiProvider, AuthMode, ChatCluster, ServiceAffinity};
 
 const CONTAINER: &str = "chat-server";
 /// uid and gid the chat-server runs as (the distroless `nonroot` user).
@@ -32,6 +32,7 @@ const NONROOT: i64 = 65532;
 const SECRET_FILE_MODE: i32 = 0o440;
 const ADMIN_DIR: &str = "/var/run/chatscale/admin";
 const AI_DIR: &str = "/var/run/chatscale/ai";
+const JWT_DIR: &str = "/var/run/chatscale/jwt";
 /// Seconds the kubelet waits beyond the drain timeout before it kills a pod.
 const GRACE_MARGIN_SECONDS: i64 = 30;
 /// How long ClientIP affinity keeps a client on one pod (the Kubernetes default, 3 hours).
@@ -75,7 +76,65 @@ impl Wiring {
         wiring.redis(cc)?;
         wiring.admin_token(cc);
         wiring.ai(cc)?;
+        wiring.auth(cc)?;
         Ok(wiring)
+    }
+
+    /// Client authentication: the JWT key as a file, the checks as flags.
+    fn auth(&mut self, cc: &ChatCluster) -> Result<(), SpecError> {
+        let auth = &cc.spec.auth;
+        match (&auth.jwt_secret_ref, &auth.jwt_public_keys_ref) {
+            (Some(_), Some(_)) => {
+                return Err(SpecError(
+                    "set at most one of auth.jwtSecretRef and auth.jwtPublicKeysRef".into(),
+                ));
+            }
+            (Some(key), None) => {
+                self.env
+                    .push(env("CHAT_JWT_SECRET_FILE", format!("{JWT_DIR}/secret")));
+                self.mount("jwt-key", JWT_DIR, key.name.clone(), &key.key, "secret");
+            }
+            (None, Some(key)) => {
+                self.env.push(env(
+                    "CHAT_JWT_PUBLIC_KEY_FILE",
+                    format!("{JWT_DIR}/public-keys"),
+                ));
+                self.mount(
+                    "jwt-key",
+                    JWT_DIR,
+                    key.name.clone(),
+                    &key.key,
+                    "public-keys",
+                );
+            }
+            (None, None) if auth.mode == Some(AuthMode::Required) => {
+                return Err(SpecError(
+                    "auth.mode required needs auth.jwtSecretRef or auth.jwtPublicKeysRef".into(),
+                ));
+            }
+            (None, None) => {}
+        }
+        if let Some(mode) = auth.mode {
+            let mode = match mode {
+                AuthMode::Off => "off",
+                AuthMode::Required => "required",
+            };
+            self.env.push(env("CHAT_AUTH", mode));
+        }
+        for (name, value) in [
+            ("CHAT_JWT_ISSUER", &auth.issuer),
+            ("CHAT_JWT_AUDIENCE", &auth.audience),
+            ("CHAT_JWT_ROOMS_CLAIM", &auth.rooms_claim),
+        ] {
+            if let Some(value) = value {
+                self.env.push(env(name, value));
+            }
+        }
+        if !auth.allowed_origins.is_empty() {
+            self.env
+                .push(env("CHAT_ALLOWED_ORIGINS", auth.allowed_origins.join(",")));
+        }
+        Ok(())
     }
 
     fn redis(&mut self, cc: &ChatCluster) -> Result<(), SpecError> {
@@ -654,6 +713,102 @@ mod tests {
             Some("http://ollama:11434/v1")
         );
         assert!(!env.contains_key("CHAT_OPENAI_API_KEY_FILE"));
+    }
+
+    #[test]
+    fn auth_is_off_and_unset_by_default() {
+        let env = env_of(&container(&cluster(MINIMAL)));
+        assert!(
+            env.keys()
+                .all(|k| !k.starts_with("CHAT_JWT") && k != "CHAT_AUTH")
+        );
+        assert!(
+            pod(&cluster(MINIMAL))
+                .volumes
+                .unwrap()
+                .iter()
+                .all(|v| v.name != "jwt-key")
+        );
+    }
+
+    #[test]
+    fn jwt_public_keys_are_a_read_only_file_with_only_that_key() {
+        let cc = with_spec(
+            r#"auth: {jwtPublicKeysRef: {name: idp-keys, key: jwks.json}, issuer: "https://idp.example", audience: chat, roomsClaim: chat_rooms, allowedOrigins: ["https://app.example", "https://admin.example"]}"#,
+        );
+        let c = container(&cc);
+        let env = env_of(&c);
+        assert_eq!(
+            value(&env, "CHAT_JWT_PUBLIC_KEY_FILE"),
+            Some("/var/run/chatscale/jwt/public-keys")
+        );
+        assert_eq!(value(&env, "CHAT_JWT_ISSUER"), Some("https://idp.example"));
+        assert_eq!(value(&env, "CHAT_JWT_AUDIENCE"), Some("chat"));
+        assert_eq!(value(&env, "CHAT_JWT_ROOMS_CLAIM"), Some("chat_rooms"));
+        assert_eq!(
+            value(&env, "CHAT_ALLOWED_ORIGINS"),
+            Some("https://app.example,https://admin.example")
+        );
+        assert!(
+            !env.contains_key("CHAT_AUTH"),
+            "required follows from the key"
+        );
+        let volume = pod(&cc)
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "jwt-key")
+            .unwrap();
+        let secret = volume.secret.unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("idp-keys"));
+        let items = secret.items.unwrap();
+        assert_eq!(
+            (items.len(), items[0].key.as_str(), items[0].path.as_str()),
+            (1, "jwks.json", "public-keys")
+        );
+        assert_eq!(secret.default_mode, Some(SECRET_FILE_MODE));
+        let mount = c
+            .volume_mounts
+            .unwrap()
+            .into_iter()
+            .find(|m| m.name == "jwt-key")
+            .unwrap();
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.read_only),
+            (JWT_DIR, Some(true))
+        );
+    }
+
+    #[test]
+    fn jwt_secret_file_and_explicit_mode() {
+        let cc = with_spec("auth: {mode: required, jwtSecretRef: {name: chat-jwt, key: hs256}}");
+        let env = env_of(&container(&cc));
+        assert_eq!(
+            value(&env, "CHAT_JWT_SECRET_FILE"),
+            Some("/var/run/chatscale/jwt/secret")
+        );
+        assert_eq!(value(&env, "CHAT_AUTH"), Some("required"));
+        // The pod spec names the Secret, never its value.
+        let json = serde_json::to_string(&pod(&cc)).unwrap();
+        assert!(json.contains("chat-jwt") && json.contains("hs256"));
+    }
+
+    #[test]
+    fn auth_spec_errors() {
+        let both = with_spec(
+            "auth: {jwtSecretRef: {name: a, key: b}, jwtPublicKeysRef: {name: c, key: d}}",
+        );
+        assert!(Wiring::new(&both).is_err());
+        let keyless = with_spec("auth: {mode: required}");
+        assert!(
+            Wiring::new(&keyless)
+                .err()
+                .unwrap()
+                .0
+                .contains("needs auth.jwtSecretRef")
+        );
+        let off = with_spec("auth: {mode: \"off\"}");
+        assert_eq!(value(&env_of(&container(&off)), "CHAT_AUTH"), Some("off"));
     }
 
     #[test]
