@@ -247,6 +247,8 @@ for (const [key, label] of [['broadcast1', '1 process'], ['broadcast3', '3 proce
   for (const rate of RATES) {
     row(`4. CPU s per million delivered (${label}, ${rate}/s)`,
       (r) => r[key][rate].server_totals.cpu_seconds_per_million_delivered);
+    row('   of which kernel (system time, %)', (r) => 100 * r[key][rate].server_totals.cpu_hold_system_seconds
+      / r[key][rate].server_totals.cpu_hold_seconds, 0);
   }
 }
 

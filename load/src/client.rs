@@ -67,7 +67,7 @@ pub struct Conn {
 type Ws = WebSocketStream<TcpStream>;
 
 /// Microseconds since the Unix epoch: one clock shared by every process here.
-fn now_us() -> u64 {
+pub fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
@@ -389,13 +389,13 @@ impl State {
         };
         // Only the generator's own chat lines count (not AI prompts or others').
         stats.delivered.fetch_add(1, Relaxed);
+        let now = now_us();
+        stats.last_delivery_us.fetch_max(now, Relaxed);
         if sender.parse::<usize>().ok() == Some(conn.index) {
             return; // our own line: latency is measured on other clients
         }
         if let Ok(sent_us) = sent_us.parse::<u64>() {
-            stats
-                .message_latency
-                .record_us(now_us().saturating_sub(sent_us));
+            stats.message_latency.record_us(now.saturating_sub(sent_us));
         }
     }
 

@@ -17,6 +17,9 @@ pub struct ProcSample {
     pub rss_bytes: u64,
     /// utime + stime, in seconds.
     pub cpu_seconds: f64,
+    /// stime alone (the kernel's share: for loopback TCP, a send also runs
+    /// the receiving side of the stack).
+    pub cpu_system_seconds: f64,
 }
 
 /// RSS (VmRSS) and utime+stime of `pid`.
@@ -48,6 +51,7 @@ pub fn sample(pid: u32) -> anyhow::Result<ProcSample> {
     Ok(ProcSample {
         rss_bytes: rss_kb * 1024,
         cpu_seconds: (ticks(14)? + ticks(15)?) as f64 / hz,
+        cpu_system_seconds: ticks(15)? as f64 / hz,
     })
 }
 

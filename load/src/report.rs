@@ -69,6 +69,7 @@ pub struct Messages {
     /// What the sent lines should have produced (room members that joined).
     pub expected_deliveries: u64,
     pub lost: u64,
+    /// Deliveries over the time from the start of the hold to the last delivery.
     pub delivered_per_second: f64,
     /// Send to receive on another client (not the sender's own echo).
     pub latency: Latency,
@@ -111,6 +112,8 @@ pub struct ServerProcess {
     pub rss_held_bytes: u64,
     pub cpu_ramp_seconds: f64,
     pub cpu_hold_seconds: f64,
+    /// The kernel's part of `cpu_hold_seconds`.
+    pub cpu_hold_system_seconds: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -120,6 +123,7 @@ pub struct ServerTotals {
     /// Sum of RSS after the ramp, divided by the connections established.
     pub rss_total_per_connection_bytes: f64,
     pub cpu_hold_seconds: f64,
+    pub cpu_hold_system_seconds: f64,
     /// CPU seconds of the servers over the hold per million deliveries.
     pub cpu_seconds_per_million_delivered: f64,
 }
@@ -155,6 +159,8 @@ pub fn build(args: &Args, r: &WorkerResult, sampler: &Sampler, total: Duration) 
             rss_held_bytes: at("held", i).rss_bytes,
             cpu_ramp_seconds: at("ramped", i).cpu_seconds - at("start", i).cpu_seconds,
             cpu_hold_seconds: at("held", i).cpu_seconds - at("ramped", i).cpu_seconds,
+            cpu_hold_system_seconds: at("held", i).cpu_system_seconds
+                - at("ramped", i).cpu_system_seconds,
         })
         .collect();
     let established = r.established as f64;
@@ -222,7 +228,7 @@ pub fn build(args: &Args, r: &WorkerResult, sampler: &Sampler, total: Duration) 
             delivered: r.delivered,
             expected_deliveries: expected,
             lost: expected.saturating_sub(r.delivered),
-            delivered_per_second: ratio(r.delivered as f64, r.hold_seconds),
+            delivered_per_second: ratio(r.delivered as f64, r.delivery_seconds),
             latency: Latency::of(&r.message_latency.to_histogram()),
             ack_latency: Latency::of(&r.ack_latency.to_histogram()),
         },
@@ -252,6 +258,7 @@ pub fn build(args: &Args, r: &WorkerResult, sampler: &Sampler, total: Duration) 
             rss_per_connection_bytes: ratio(rss_growth, established),
             rss_total_per_connection_bytes: ratio(rss_total, established),
             cpu_hold_seconds: cpu_hold,
+            cpu_hold_system_seconds: servers.iter().map(|s| s.cpu_hold_system_seconds).sum(),
             cpu_seconds_per_million_delivered: ratio(cpu_hold * 1e6, r.delivered as f64),
         },
         servers,
@@ -312,10 +319,11 @@ pub fn summary(r: &Report) -> String {
     if !r.servers.is_empty() {
         let t = &r.server_totals;
         line(format!(
-            "  servers: RSS +{:.1} KB per connection ({:.1} KB incl. baseline); {:.2} CPU s over the hold ({:.1} CPU s per million delivered)",
+            "  servers: RSS +{:.1} KB per connection ({:.1} KB incl. baseline); {:.2} CPU s over the hold, {:.2} of it in the kernel ({:.1} CPU s per million delivered)",
             t.rss_per_connection_bytes / 1024.0,
             t.rss_total_per_connection_bytes / 1024.0,
             t.cpu_hold_seconds,
+            t.cpu_hold_system_seconds,
             t.cpu_seconds_per_million_delivered
         ));
     }

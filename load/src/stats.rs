@@ -102,6 +102,8 @@ pub struct Stats {
     pub sent: AtomicU64,
     pub acked: AtomicU64,
     pub delivered: AtomicU64,
+    /// Microseconds since the Unix epoch of the latest delivery.
+    pub last_delivery_us: AtomicU64,
     pub ai_asked: AtomicU64,
     pub ai_acked: AtomicU64,
     pub ai_done: AtomicU64,
@@ -184,6 +186,8 @@ pub struct WorkerResult {
     pub ai_streams_seen_done: u64,
     pub ramp_seconds: f64,
     pub hold_seconds: f64,
+    /// From the start of the hold to the last delivery.
+    pub delivery_seconds: f64,
     pub stop_seconds: f64,
     pub connect_latency: Buckets,
     pub message_latency: Buckets,
@@ -215,6 +219,7 @@ impl WorkerResult {
         self.ai_streams_seen_done += o.ai_streams_seen_done;
         self.ramp_seconds = self.ramp_seconds.max(o.ramp_seconds);
         self.hold_seconds = self.hold_seconds.max(o.hold_seconds);
+        self.delivery_seconds = self.delivery_seconds.max(o.delivery_seconds);
         self.stop_seconds = self.stop_seconds.max(o.stop_seconds);
         for (mine, theirs) in [
             (&mut self.connect_latency, o.connect_latency),

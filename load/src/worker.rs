@@ -110,6 +110,7 @@ pub async fn run(
 
     // Hold: AI questions at once, chat lines at the target rate (open loop).
     let hold_started = Instant::now();
+    let hold_started_us = client::now_us();
     let asks = args.ai_queries.min(total);
     for g in 0..asks {
         if range.contains(&g) {
@@ -201,6 +202,11 @@ pub async fn run(
         ai_streams_seen_done: stats.ai_streams_seen_done.load(Relaxed),
         ramp_seconds,
         hold_seconds,
+        delivery_seconds: stats
+            .last_delivery_us
+            .load(Relaxed)
+            .saturating_sub(hold_started_us) as f64
+            / 1e6,
         stop_seconds,
         connect_latency: stats.connect_latency.export(),
         message_latency: stats.message_latency.export(),
