@@ -126,7 +126,10 @@ test('openai provider: exact text, chunk bounds and no chunk held past the delay
     offset += c.chunk.length;
   }
   console.log(`# openai ${K} tokens: ${chunks.length} chunk events, largest chunk hold ${worst.toFixed(1)} ms`);
-  assert.ok(worst <= 50 + 20, `a chunk was held ${worst.toFixed(1)} ms`);
+  // Without the time rule a chunk written before a pause waits out the pause
+  // (150 ms or more); with it, 50 ms plus scheduling slack, which on a busy
+  // 2-core machine was seen at 75 ms. The bound sits between the two.
+  assert.ok(worst < 140, `a chunk was held ${worst.toFixed(1)} ms`);
 
   // The answer joins the history: the next question carries it.
   const q2 = await ask(sockets[1], 'ai-query', { room: 'oa', prompt: 'and again' });
