@@ -66,9 +66,16 @@ pub async fn run_in(client: Client, metrics: Metrics, namespace: Option<String>)
             }
         };
         let now = Timestamp::now().as_second().max(0) as u64;
-        for cc in clusters.iter().filter(|cc| cc.spec.autoscaling.enabled) {
-            let key = format!("{}/{}", cc.namespace().unwrap_or_default(), cc.name_any());
-            let (autoscaler, last) = state.entry(key).or_default();
+        let key =
+            |cc: &ChatCluster| format!("{}/{}", cc.namespace().unwrap_or_default(), cc.name_any());
+        let enabled: Vec<&ChatCluster> = clusters
+            .iter()
+            .filter(|cc| cc.spec.autoscaling.enabled)
+            .collect();
+        // Forget clusters that were deleted or stopped autoscaling.
+        state.retain(|k, _| enabled.iter().any(|cc| key(cc) == *k));
+        for cc in enabled {
+            let (autoscaler, last) = state.entry(key(cc)).or_default();
             if *last != 0 && now < *last + cc.spec.autoscaling.interval_seconds.max(1) as u64 {
                 continue;
             }
