@@ -189,8 +189,8 @@ pub struct Config {
     #[arg(long, env = "CHAT_USER_EVENTS_PER_SEC", default_value_t = 400)]
     pub user_events_per_sec: u32,
 
-    /// A socket whose events are refused this many times in a row is
-    /// disconnected (0: never).
+    /// A socket whose events are refused this many times at once, or more
+    /// often than that every 10 seconds, is disconnected (0: never).
     #[arg(long, env = "CHAT_FLOOD_DISCONNECT_AFTER", default_value_t = 100)]
     pub flood_disconnect_after: u32,
 

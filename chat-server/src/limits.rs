@@ -16,6 +16,10 @@ use tokio::time::Instant;
 
 use crate::protocol::{ChatError, ErrorCode};
 
+/// A socket is cut off after `flood_disconnect_after` refusals at once, or
+/// more than that many per this many seconds.
+const FLOOD_WINDOW_SECS: f64 = 10.0;
+
 /// Maps with more entries than this drop their idle entries on insert.
 const PRUNE_ABOVE: usize = 10_000;
 
@@ -26,7 +30,7 @@ pub struct LimitsConfig {
     pub events_burst: u32,
     /// Events per second per authenticated user, over all their sockets (0: no limit).
     pub user_events_per_sec: u32,
-    /// Refused events in a row after which a socket is disconnected (0: never).
+    /// Refusals (at once, or per 10 seconds) after which a socket is disconnected (0: never).
     pub flood_disconnect_after: u32,
     /// New connections per minute per source address (0: no limit).
     pub connections_per_minute_per_ip: u32,
@@ -149,6 +153,12 @@ impl Limits {
                 now,
             )
         })
+    }
+
+    /// A fresh per-socket refusal budget, or `None` when floods are never cut off.
+    pub fn strike_bucket(&self, now: Instant) -> Option<Bucket> {
+        let after = f64::from(self.config.flood_disconnect_after);
+        (after > 0.0).then(|| Bucket::new(after / FLOOD_WINDOW_SECS, after, now))
     }
 
     /// One event of an authenticated user.

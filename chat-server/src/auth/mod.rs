@@ -13,7 +13,7 @@ use std::{
     net::{IpAddr, SocketAddr},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU32, Ordering},
+        atomic::{AtomicU8, Ordering},
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -168,8 +168,11 @@ pub struct Session {
     pub expires: Option<SystemTime>,
     limits: Arc<Limits>,
     bucket: Mutex<Option<Bucket>>,
-    refused_in_a_row: AtomicU32,
-    cut_off: AtomicBool,
+    /// Refusals it may still get before it is cut off: `flood_disconnect_after`
+    /// at once, refilled over 10 seconds. `None`: never cut off.
+    strikes: Mutex<Option<Bucket>>,
+    /// 0: fine; 1: flooding, to be cut off; 2: cut off.
+    cut_off: AtomicU8,
 }
 
 impl Session {
@@ -184,9 +187,9 @@ impl Session {
             rooms,
             expires,
             bucket: Mutex::new(limits.socket_bucket(Instant::now())),
+            strikes: Mutex::new(limits.strike_bucket(Instant::now())),
             limits: limits.clone(),
-            refused_in_a_row: AtomicU32::new(0),
-            cut_off: AtomicBool::new(false),
+            cut_off: AtomicU8::new(0),
         }
     }
 
@@ -220,22 +223,24 @@ impl Session {
             Some(user) => self.limits.user_event(user, now),
             None => Ok(()),
         });
-        match result {
-            Ok(()) => self.refused_in_a_row.store(0, Ordering::Relaxed),
-            Err(_) => {
-                self.refused_in_a_row.fetch_add(1, Ordering::Relaxed);
-            }
+        if result.is_err()
+            && let Some(strikes) = &mut *self.strikes.lock().unwrap_or_else(|e| e.into_inner())
+            && strikes.take(now).is_err()
+        {
+            let _ = self
+                .cut_off
+                .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed);
         }
         result
     }
 
-    /// Has this socket kept sending past its limit long enough to be cut
-    /// off? True once: the caller disconnects it.
+    /// Has this socket kept sending past its limit (more refusals than
+    /// `--flood-disconnect-after` at once, or than that many every 10 seconds)?
+    /// True once: the caller disconnects it.
     pub fn cut_off(&self) -> bool {
-        let after = self.limits.config.flood_disconnect_after;
-        after > 0
-            && self.refused_in_a_row.load(Ordering::Relaxed) >= after
-            && !self.cut_off.swap(true, Ordering::Relaxed)
+        self.cut_off
+            .compare_exchange(1, 2, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
     }
 }
 
@@ -260,6 +265,31 @@ mod tests {
         );
         headers.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
         assert_eq!(bearer_token(None, &headers), None);
+    }
+
+    #[test]
+    fn a_socket_that_keeps_flooding_is_cut_off_once() {
+        let limits = Arc::new(Limits::new(crate::limits::LimitsConfig {
+            events_per_sec: 1,
+            events_burst: 1,
+            user_events_per_sec: 0,
+            flood_disconnect_after: 3,
+            connections_per_minute_per_ip: 0,
+            max_ai_answers_per_user: 1,
+            max_ai_answers_per_room: 1,
+            max_rooms_per_socket: 1,
+        }));
+        let session = Session::new(None, RoomGrants::all(), None, &limits);
+        let now = Instant::now();
+        assert!(session.charge_event(now).is_ok());
+        for _ in 0..3 {
+            assert!(session.charge_event(now).is_err());
+            assert!(!session.cut_off(), "three refusals at once are tolerated");
+        }
+        assert!(session.charge_event(now).is_err());
+        assert!(session.cut_off());
+        assert!(session.charge_event(now).is_err());
+        assert!(!session.cut_off(), "only once");
     }
 
     #[test]
