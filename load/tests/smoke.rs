@@ -11,20 +11,19 @@ use std::{
 use chatscale_tests::ChatServer;
 use serde_json::Value;
 
-/// The chat-server binary of this workspace, built if it is not there yet.
+/// The chat-server binary of this workspace (`cargo test --workspace` builds it
+/// along with chat-server's own tests), or `CHAT_SERVER_BIN`.
 fn chat_server_bin() -> PathBuf {
-    if let Ok(bin) = std::env::var("CHAT_SERVER_BIN") {
-        return bin.into();
-    }
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "chat-server"])
-        .status()
-        .expect("running cargo build -p chat-server");
-    assert!(status.success(), "cargo build -p chat-server failed");
-    let target = std::env::var("CARGO_TARGET_DIR")
+    let bin = std::env::var("CHAT_SERVER_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("debug/chat-server")
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/chat-server")
+        });
+    assert!(
+        bin.exists(),
+        "build chat-server first (cargo build -p chat-server; make test does)"
+    );
+    bin
 }
 
 /// The PID of our child process running `bin` (the server the helper started).
