@@ -26,8 +26,13 @@ pub struct Config {
     /// Redis URL (Redis 7+), e.g. `redis://:password@redis:6379/0`. Enables the Redis
     /// adapter and room store, so that many servers act as one. `protocol=resp3` is
     /// added when the URL does not choose a protocol. Without it: one server, in memory.
-    #[arg(long, env = "CHAT_REDIS_URL", hide_env_values = true)]
+    #[arg(long, env = "CHAT_REDIS_URL", hide_env_values = true, group = "redis")]
     pub redis_url: Option<String>,
+
+    /// File holding the Redis URL (it carries the password): the form to use
+    /// where secrets are mounted as files, e.g. on Kubernetes.
+    #[arg(long, env = "CHAT_REDIS_URL_FILE", group = "redis")]
+    pub redis_url_file: Option<PathBuf>,
 
     /// Treat `--redis-url` as a seed node of a Redis Cluster: keys are spread over
     /// the shards (each room's keys share one slot) and the adapter uses sharded
@@ -36,7 +41,7 @@ pub struct Config {
         long,
         env = "CHAT_REDIS_CLUSTER",
         default_value_t = false,
-        requires = "redis_url"
+        requires = "redis"
     )]
     pub redis_cluster: bool,
 
@@ -265,6 +270,18 @@ impl Config {
         Duration::from_millis(self.batch_max_delay_ms)
     }
 
+    /// The Redis URL from `--redis-url` or `--redis-url-file`; `None`: in memory.
+    pub fn redis_url(&self) -> anyhow::Result<Option<crate::secret::Secret>> {
+        use anyhow::Context;
+        match (&self.redis_url, &self.redis_url_file) {
+            (Some(url), _) => Ok(Some(crate::secret::Secret::new(url.clone()))),
+            (None, Some(path)) => crate::secret::Secret::from_file(path)
+                .map(Some)
+                .with_context(|| format!("reading the Redis URL file {}", path.display())),
+            (None, None) => Ok(None),
+        }
+    }
+
     pub fn limits(&self) -> crate::limits::LimitsConfig {
         crate::limits::LimitsConfig {
             events_per_sec: self.events_per_sec,
@@ -301,6 +318,43 @@ mod tests {
         assert_eq!(config.jwt_rooms_claim, "rooms");
         assert!(config.allowed_origins.is_empty());
         assert_eq!(config.max_rooms_per_socket, 32);
+    }
+
+    #[test]
+    fn the_redis_url_comes_from_a_flag_or_a_file() {
+        let path = std::env::temp_dir().join(format!("redis-url-test-{}", std::process::id()));
+        std::fs::write(&path, "redis://:pw@r:6379/0\n").unwrap();
+        let config = Config::try_parse_from([
+            "chat-server",
+            "--redis-url-file",
+            path.to_str().unwrap(),
+            "--redis-cluster",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.redis_url().unwrap().unwrap().expose(),
+            "redis://:pw@r:6379/0"
+        );
+        std::fs::remove_file(&path).unwrap();
+        assert!(config.redis_url().is_err(), "a missing file is an error");
+        assert!(
+            Config::try_parse_from([
+                "chat-server",
+                "--redis-url",
+                "redis://a",
+                "--redis-url-file",
+                "f"
+            ])
+            .is_err()
+        );
+        assert!(Config::try_parse_from(["chat-server", "--redis-cluster"]).is_err());
+        assert!(
+            Config::try_parse_from(["chat-server"])
+                .unwrap()
+                .redis_url()
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -54,7 +54,7 @@ impl Server {
     pub async fn bind(config: &Config) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
         let builder = socket_io_builder(config);
-        match &config.redis_url {
+        match config.redis_url()?.as_ref().map(Secret::expose) {
             None => {
                 let store = Arc::new(MemoryStore::new(
                     config.room_log_len as usize,

@@ -1,7 +1,7 @@
 //! The chat-servers: their Deployment, the client Service in front of them,
 //! and the Secret with the admin token of their drain API. Secrets reach the
-//! pods as files (the admin token, the AI API key, the JWT keys) or as a
-//! `secretKeyRef` (the Redis URL), never as literal values in the pod spec.
+//! pods as files (the Redis URL with its password, the admin token, the AI
+//! API key, the JWT keys), never as literal values or environment variables.
 
 use std::collections::BTreeMap;
 
@@ -9,10 +9,9 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
-            ClientIPConfig, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-            KeyToPath, PodSpec, PodTemplateSpec, Probe, Secret, SecretKeySelector,
-            SecretVolumeSource, Service, ServicePort, ServiceSpec, SessionAffinityConfig,
-            TopologySpreadConstraint, Volume, VolumeMount,
+            ClientIPConfig, Container, ContainerPort, EnvVar, HTTPGetAction, KeyToPath, PodSpec,
+            PodTemplateSpec, Probe, Secret, SecretVolumeSource, Service, ServicePort, ServiceSpec,
+            SessionAffinityConfig, TopologySpreadConstraint, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
@@ -33,6 +32,7 @@ const SECRET_FILE_MODE: i32 = 0o440;
 const ADMIN_DIR: &str = "/var/run/chatscale/admin";
 const AI_DIR: &str = "/var/run/chatscale/ai";
 const JWT_DIR: &str = "/var/run/chatscale/jwt";
+const REDIS_DIR: &str = "/var/run/chatscale/redis";
 /// Seconds the kubelet waits beyond the drain timeout before it kills a pod.
 const GRACE_MARGIN_SECONDS: i64 = 30;
 /// How long ClientIP affinity keeps a client on one pod (the Kubernetes default, 3 hours).
@@ -139,11 +139,11 @@ impl Wiring {
 
     fn redis(&mut self, cc: &ChatCluster) -> Result<(), SpecError> {
         let redis = &cc.spec.redis;
-        let (url, cluster) = match (&redis.managed, &redis.external) {
-            (Some(_), None) => (secret_ref(names::redis_auth(cc), "url"), false),
+        let (secret, key, cluster) = match (&redis.managed, &redis.external) {
+            (Some(_), None) => (names::redis_auth(cc), "url", false),
             (None, Some(external)) => {
                 let r = &external.url_secret_ref;
-                (secret_ref(r.name.clone(), &r.key), external.cluster)
+                (r.name.clone(), r.key.as_str(), external.cluster)
             }
             _ => {
                 return Err(SpecError(
@@ -151,7 +151,10 @@ impl Wiring {
                 ));
             }
         };
-        self.env.push(env_from_secret("CHAT_REDIS_URL", url));
+        // The URL carries the password: a file, not an environment variable.
+        self.env
+            .push(env("CHAT_REDIS_URL_FILE", format!("{REDIS_DIR}/url")));
+        self.mount("redis-url", REDIS_DIR, secret, key, "url");
         if cluster {
             self.env.push(env("CHAT_REDIS_CLUSTER", "true"));
         }
@@ -257,25 +260,6 @@ fn env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
         name: name.into(),
         value: Some(value.into()),
-        ..Default::default()
-    }
-}
-
-fn env_from_secret(name: &str, key: SecretKeySelector) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(key),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn secret_ref(name: String, key: &str) -> SecretKeySelector {
-    SecretKeySelector {
-        name,
-        key: key.into(),
         ..Default::default()
     }
 }
@@ -460,15 +444,6 @@ mod tests {
         env.get(name).and_then(|e| e.value.as_deref())
     }
 
-    fn secret_of(env: &BTreeMap<String, EnvVar>, name: &str) -> SecretKeySelector {
-        env[name]
-            .value_from
-            .clone()
-            .unwrap()
-            .secret_key_ref
-            .unwrap()
-    }
-
     #[test]
     fn admin_secret_holds_the_token() {
         let (secret, _, _) = built(&cluster(MINIMAL));
@@ -606,11 +581,45 @@ mod tests {
         assert_eq!(value(&env, "CHAT_AI_PROVIDER"), Some("demo"));
         assert!(!env.contains_key("CHAT_REDIS_CLUSTER"));
         assert!(!env.contains_key("CHAT_OPENAI_API_KEY_FILE"));
-        let url = secret_of(&env, "CHAT_REDIS_URL");
-        assert_eq!(
-            (url.name.as_str(), url.key.as_str()),
-            ("team-redis-auth", "url")
+        assert!(
+            !env.contains_key("CHAT_REDIS_URL"),
+            "no password in the environment"
         );
+        assert_eq!(
+            value(&env, "CHAT_REDIS_URL_FILE"),
+            Some("/var/run/chatscale/redis/url")
+        );
+        assert_eq!(
+            secret_file(&cluster(MINIMAL), "redis-url"),
+            ("team-redis-auth".into(), "url".into(), "url".into())
+        );
+    }
+
+    /// The Secret, key and file name behind a Secret volume, checking that it
+    /// is mounted read-only with owner/group-only permissions.
+    fn secret_file(cc: &ChatCluster, volume: &str) -> (String, String, String) {
+        let found = pod(cc)
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == volume)
+            .unwrap();
+        let secret = found.secret.unwrap();
+        assert_eq!(secret.default_mode, Some(SECRET_FILE_MODE));
+        let items = secret.items.unwrap();
+        assert_eq!(items.len(), 1, "only the one key is mounted");
+        let mount = container(cc)
+            .volume_mounts
+            .unwrap()
+            .into_iter()
+            .find(|m| m.name == volume)
+            .unwrap();
+        assert_eq!(mount.read_only, Some(true));
+        (
+            secret.secret_name.unwrap(),
+            items[0].key.clone(),
+            items[0].path.clone(),
+        )
     }
 
     #[test]
@@ -623,17 +632,18 @@ mod tests {
             Some("/var/run/chatscale/admin/token")
         );
         assert!(!env.contains_key("CHAT_ADMIN_TOKEN"));
-        let volume = &pod.volumes.unwrap()[0];
-        let secret = volume.secret.clone().unwrap();
-        assert_eq!(secret.secret_name.as_deref(), Some("team-admin"));
-        assert_eq!(secret.default_mode, Some(0o440));
-        let item = &secret.items.unwrap()[0];
-        assert_eq!((item.key.as_str(), item.path.as_str()), ("token", "token"));
-        let mount = &pod.containers[0].volume_mounts.clone().unwrap()[0];
         assert_eq!(
-            (mount.name.as_str(), mount.mount_path.as_str()),
-            (volume.name.as_str(), "/var/run/chatscale/admin")
+            secret_file(&cc, "admin-token"),
+            ("team-admin".into(), "token".into(), "token".into())
         );
+        let mount = pod.containers[0]
+            .volume_mounts
+            .clone()
+            .unwrap()
+            .into_iter()
+            .find(|m| m.name == "admin-token")
+            .unwrap();
+        assert_eq!(mount.mount_path, "/var/run/chatscale/admin");
         assert_eq!(mount.read_only, Some(true));
     }
 
@@ -650,8 +660,10 @@ mod tests {
             "redis: {external: {urlSecretRef: {name: my-redis, key: uri}, cluster: true}}",
         );
         let env = env_of(&container(&cc));
-        let url = secret_of(&env, "CHAT_REDIS_URL");
-        assert_eq!((url.name.as_str(), url.key.as_str()), ("my-redis", "uri"));
+        assert_eq!(
+            secret_file(&cc, "redis-url"),
+            ("my-redis".into(), "uri".into(), "url".into())
+        );
         assert_eq!(value(&env, "CHAT_REDIS_CLUSTER"), Some("true"));
     }
 
@@ -817,7 +829,8 @@ mod tests {
             with_spec("ai: {provider: demo, model: x, apiKeySecretRef: {name: openai, key: k}}");
         let pod = pod(&cc);
         assert!(!env_of(&pod.containers[0]).contains_key("CHAT_OPENAI_MODEL"));
-        assert_eq!(pod.volumes.unwrap().len(), 1);
+        let volumes: Vec<String> = pod.volumes.unwrap().into_iter().map(|v| v.name).collect();
+        assert_eq!(volumes, ["redis-url", "admin-token"]);
     }
 
     #[test]
