@@ -127,7 +127,9 @@ pub async fn run(
         let mut next_sender = 0usize;
         while hold_started.elapsed() < hold {
             tick.tick().await;
-            let due = (hold_started.elapsed().as_secs_f64() * msg_rate) as u64;
+            // Never more than the hold's worth, even when a tick comes late.
+            let elapsed = hold_started.elapsed().min(hold);
+            let due = (elapsed.as_secs_f64() * msg_rate) as u64;
             while scheduled < due {
                 scheduled += 1;
                 // Round robin over this worker's connections: consecutive
