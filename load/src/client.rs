@@ -26,7 +26,7 @@ use tokio_tungstenite::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{stats::Stats, target::Target};
+use crate::{polling::Polling, stats::Stats, target::Target};
 
 /// What the scheduler asks a connection to send.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +43,8 @@ pub struct Shared {
     /// Bytes of filler in each chat line.
     pub text_bytes: usize,
     pub handshake_timeout: Duration,
+    /// HTTP long-polling instead of WebSocket.
+    pub polling: bool,
     pub errors: std::sync::Mutex<Vec<String>>,
 }
 
@@ -66,6 +68,46 @@ pub struct Conn {
 
 type Ws = WebSocketStream<TcpStream>;
 
+/// The Engine.IO transport under one connection.
+enum Link {
+    Ws(Box<Ws>),
+    Polling(Box<Polling>),
+}
+
+impl Link {
+    async fn send(&mut self, packet: String) -> anyhow::Result<()> {
+        match self {
+            Link::Ws(ws) => Ok(ws.send(Message::text(packet)).await?),
+            Link::Polling(p) => p.send(packet).await,
+        }
+    }
+
+    /// The next text packet; None once the server closed the session.
+    /// Cancel-safe (used in `select!`).
+    async fn recv(&mut self) -> Option<anyhow::Result<String>> {
+        match self {
+            Link::Ws(ws) => loop {
+                match ws.next().await? {
+                    Ok(Message::Text(text)) => return Some(Ok(text.as_str().to_owned())),
+                    Ok(Message::Close(_)) => return None,
+                    Ok(_) => {}
+                    Err(error) => return Some(Err(error.into())),
+                }
+            },
+            Link::Polling(p) => p.recv().await,
+        }
+    }
+
+    async fn close(&mut self) {
+        match self {
+            Link::Ws(ws) => {
+                let _ = WebSocketStream::close(ws.as_mut(), None).await;
+            }
+            Link::Polling(p) => p.close().await,
+        }
+    }
+}
+
 /// Microseconds since the Unix epoch: one clock shared by every process here.
 pub fn now_us() -> u64 {
     SystemTime::now()
@@ -86,7 +128,7 @@ pub async fn run(
     let stats = &shared.stats;
     stats.attempted.fetch_add(1, Relaxed);
     let started = Instant::now();
-    let handshake = tokio::time::timeout(shared.handshake_timeout, connect(&conn));
+    let handshake = tokio::time::timeout(shared.handshake_timeout, connect(&conn, shared.polling));
     let mut ws = match tokio::select! {
         r = handshake => r,
         () = stop.cancelled() => return,
@@ -121,15 +163,14 @@ pub async fn run(
                     break Err(error);
                 }
             }
-            frame = ws.next() => match frame {
-                Some(Ok(Message::Text(text))) => {
+            packet = ws.recv() => match packet {
+                Some(Ok(text)) => {
                     if let Err(error) = state.on_text(&mut ws, &conn, &shared, &text).await {
                         break Err(error);
                     }
                 }
-                Some(Ok(Message::Close(_))) | None => break Err(anyhow!("the server closed the connection")),
-                Some(Ok(_)) => {}
-                Some(Err(error)) => break Err(error.into()),
+                None => break Err(anyhow!("the server closed the connection")),
+                Some(Err(error)) => break Err(error),
             },
         }
     };
@@ -140,7 +181,7 @@ pub async fn run(
         .fetch_add(state.pending.len() as u64, Relaxed);
     match outcome {
         Ok(()) => {
-            let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), ws.close()).await;
         }
         Err(error) => {
             stats.unexpected_disconnects.fetch_add(1, Relaxed);
@@ -149,9 +190,8 @@ pub async fn run(
     }
 }
 
-/// TCP from the connection's source address, WebSocket upgrade, Engine.IO
-/// open, Socket.IO connect to `/`, then `join` with an `ok` ack.
-async fn connect(conn: &Conn) -> anyhow::Result<Ws> {
+/// A TCP connection to the target from the connection's source address.
+async fn tcp(conn: &Conn) -> anyhow::Result<TcpStream> {
     let target = &conn.target;
     let socket = if target.addr.is_ipv4() {
         let socket = TcpSocket::new_v4()?;
@@ -180,20 +220,38 @@ async fn connect(conn: &Conn) -> anyhow::Result<Ws> {
         .await
         .with_context(|| format!("TCP connect to {}", target.addr))?;
     stream.set_nodelay(true)?;
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
-        .max_message_size(Some(1 << 20));
-    let (mut ws, _) = client_async_with_config(target.ws_url.as_str(), stream, Some(config))
-        .await
-        .context("WebSocket upgrade")?;
-    let open = next_text(&mut ws).await?;
-    if !open.starts_with('0') {
-        bail!("expected the Engine.IO open packet, got {open:?}");
-    }
-    ws.send(Message::text("40")).await?;
+    Ok(stream)
+}
+
+/// TCP, WebSocket upgrade (or a polling session), Engine.IO open, Socket.IO
+/// connect to `/`, then `join` with an `ok` ack.
+async fn connect(conn: &Conn, polling: bool) -> anyhow::Result<Link> {
+    let target = &conn.target;
+    let mut link = if polling {
+        let (get, post) = (tcp(conn).await?, tcp(conn).await?);
+        let (session, _open) = Polling::open(target.addr, get, post)
+            .await
+            .context("Engine.IO polling handshake")?;
+        Link::Polling(Box::new(session))
+    } else {
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0)
+            .max_message_size(Some(1 << 20));
+        let (ws, _) =
+            client_async_with_config(target.ws_url.as_str(), tcp(conn).await?, Some(config))
+                .await
+                .context("WebSocket upgrade")?;
+        let mut link = Link::Ws(Box::new(ws));
+        let open = next_text(&mut link).await?;
+        if !open.starts_with('0') {
+            bail!("expected the Engine.IO open packet, got {open:?}");
+        }
+        link
+    };
+    link.send("40".to_owned()).await?;
     loop {
-        let text = next_text(&mut ws).await?;
+        let text = next_text(&mut link).await?;
         if text.starts_with("40") {
             break;
         }
@@ -201,40 +259,35 @@ async fn connect(conn: &Conn) -> anyhow::Result<Ws> {
             bail!("the server refused the Socket.IO connection: {text}");
         }
         if text == "2" {
-            ws.send(Message::text("3")).await?;
+            link.send("3".to_owned()).await?;
         }
     }
-    ws.send(Message::text(format!(
+    link.send(format!(
         "420[\"join\",{}]",
         serde_json::json!({"room": &*conn.room})
-    )))
+    ))
     .await?;
     loop {
-        let text = next_text(&mut ws).await?;
+        let text = next_text(&mut link).await?;
         if let Some(rest) = text.strip_prefix("430") {
             let ack: Vec<Ack> = serde_json::from_str(rest).context("join ack")?;
             match ack.into_iter().next() {
-                Some(Ack { ok: Some(_), .. }) => return Ok(ws),
+                Some(Ack { ok: Some(_), .. }) => return Ok(link),
                 Some(Ack { error: Some(e), .. }) => bail!("join refused: {e}"),
                 _ => bail!("join ack without ok or error: {text}"),
             }
         }
         if text == "2" {
-            ws.send(Message::text("3")).await?;
+            link.send("3".to_owned()).await?;
         }
         // Room events may already flow in: they are not counted before the join.
     }
 }
 
-async fn next_text(ws: &mut Ws) -> anyhow::Result<String> {
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_owned()),
-            Some(Ok(Message::Close(frame))) => bail!("closed during the handshake: {frame:?}"),
-            Some(Ok(_)) => {}
-            Some(Err(error)) => return Err(error.into()),
-            None => bail!("closed during the handshake"),
-        }
+async fn next_text(link: &mut Link) -> anyhow::Result<String> {
+    match link.recv().await {
+        Some(packet) => packet,
+        None => bail!("closed during the handshake"),
     }
 }
 
@@ -272,7 +325,7 @@ struct StreamEvent {
 impl State {
     async fn send(
         &mut self,
-        ws: &mut Ws,
+        ws: &mut Link,
         conn: &Conn,
         shared: &Shared,
         cmd: Cmd,
@@ -299,7 +352,7 @@ impl State {
             }
         };
         self.pending.push((id, kind, Instant::now()));
-        ws.send(Message::text(frame)).await?;
+        ws.send(frame).await?;
         let counter = match kind {
             Pending::Message => &shared.stats.sent,
             Pending::Ask => &shared.stats.ai_asked,
@@ -310,14 +363,14 @@ impl State {
 
     async fn on_text(
         &mut self,
-        ws: &mut Ws,
+        ws: &mut Link,
         conn: &Conn,
         shared: &Shared,
         text: &str,
     ) -> anyhow::Result<()> {
         let stats = &shared.stats;
         if text == "2" {
-            ws.send(Message::text("3")).await?;
+            ws.send("3".to_owned()).await?;
             return Ok(());
         }
         if let Some(rest) = text.strip_prefix("42") {

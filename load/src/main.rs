@@ -8,6 +8,7 @@
 //! limit) and merges their results.
 
 mod client;
+mod polling;
 mod procstat;
 mod report;
 mod stats;
@@ -90,7 +91,8 @@ pub struct Args {
     /// Port of a Redis on 127.0.0.1: `INFO commandstats` deltas over the hold.
     #[arg(long)]
     pub redis_port: Option<u16>,
-    /// Transport: websocket (polling is not implemented by this client).
+    /// Transport: websocket, or polling (HTTP long-polling, two HTTP/1.1
+    /// connections per client).
     #[arg(long, default_value = "websocket")]
     pub transport: String,
     /// Write the JSON report here ("-" for stdout).
@@ -187,11 +189,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    if args.transport != "websocket" {
-        bail!(
-            "--transport {}: this client speaks WebSocket only",
-            args.transport
-        );
+    if args.transport != "websocket" && args.transport != "polling" {
+        bail!("--transport {}: use websocket or polling", args.transport);
     }
     let targets = args
         .url

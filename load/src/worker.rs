@@ -64,6 +64,7 @@ pub async fn run(
         stats: stats.clone(),
         text_bytes: args.text_bytes,
         handshake_timeout: Duration::from_secs(args.handshake_timeout_secs),
+        polling: args.transport == "polling",
         errors: Default::default(),
     });
     let targets: Vec<Arc<Target>> = targets.iter().cloned().map(Arc::new).collect();

@@ -1,6 +1,6 @@
 //! Smoke runs of chatscale-load against the real chat-server binary: a few
-//! hundred connections for a few seconds, in one process and in two worker
-//! processes. They check the report is complete and consistent and that no
+//! hundred connections for a few seconds, in one process, in two worker
+//! processes, and over HTTP long-polling. They check the report is complete and consistent and that no
 //! error happened; they assert no timing (numbers come from `make bench`).
 
 use std::{
@@ -196,11 +196,25 @@ async fn a_few_hundred_connections_chat_and_ask_without_errors() {
     assert_eq!(u(&one, "/processes"), 1);
 
     // The same load from two worker processes, merged into one report.
-    let two = tokio::task::spawn_blocking(move || run(&url, pid, 200, 20, &["--processes", "2"]))
-        .await
-        .unwrap();
+    let two = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || run(&url, pid, 200, 20, &["--processes", "2"])
+    })
+    .await
+    .unwrap();
     check(&two, 200, 20);
     assert_eq!(u(&two, "/processes"), 2);
+
+    // HTTP long-polling instead of WebSocket.
+    let polling =
+        tokio::task::spawn_blocking(move || run(&url, pid, 100, 10, &["--transport", "polling"]))
+            .await
+            .unwrap();
+    check(&polling, 100, 10);
+    assert_eq!(
+        polling.pointer("/transport").and_then(Value::as_str),
+        Some("polling")
+    );
 }
 
 #[test]
