@@ -9,9 +9,9 @@ use k8s_openapi::{
     api::{
         apps::v1::{StatefulSet, StatefulSetSpec},
         core::v1::{
-            Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, PersistentVolumeClaim,
-            PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, Secret, SecretKeySelector,
-            Service, ServicePort, ServiceSpec, TCPSocketAction, VolumeMount,
+            Container, ContainerPort, ExecAction, KeyToPath, PersistentVolumeClaim,
+            PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, Secret, SecretVolumeSource,
+            Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
             VolumeResourceRequirements,
         },
     },
@@ -28,7 +28,25 @@ use crate::api::{ChatCluster, ManagedRedis};
 const REDIS_UID: i64 = 999;
 const DATA_VOLUME: &str = "data";
 const DATA_DIR: &str = "/data";
-const PASSWORD_ENV: &str = "REDIS_PASSWORD";
+const AUTH_VOLUME: &str = "auth";
+/// The password, as a read-only file from the generated Secret.
+pub const PASSWORD_FILE: &str = "/etc/redis-auth/password";
+
+/// Starts Redis with the password from [`PASSWORD_FILE`]. The shell expands it
+/// into a here-document that Redis reads as its config from stdin (`-`), so
+/// the password is in no environment variable and no command line; `exec`
+/// leaves redis-server as the container's main process, to get SIGTERM.
+pub fn start_script() -> String {
+    format!(
+        "exec redis-server - --appendonly yes --dir {DATA_DIR} <<EOF\nrequirepass $(cat {PASSWORD_FILE})\nEOF\n"
+    )
+}
+
+/// Ready once Redis answers PONG to an authenticated PING (not while it loads
+/// the AOF). redis-cli takes the password from `REDISCLI_AUTH`, set for it alone.
+pub fn readiness_script() -> String {
+    format!("REDISCLI_AUTH=\"$(cat {PASSWORD_FILE})\" redis-cli ping | grep -q PONG")
+}
 
 /// The managed Redis objects (Secret, Service, StatefulSet); none for an external Redis.
 pub fn objects(cc: &ChatCluster, generated: &Generated) -> Result<Vec<DynamicObject>, SpecError> {
@@ -127,30 +145,17 @@ fn pod_spec(cc: &ChatCluster, managed: &ManagedRedis) -> PodSpec {
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         security_context: Some(super::security::pod(REDIS_UID)),
-        containers: vec![container(cc, managed)],
+        containers: vec![container(managed)],
+        volumes: Some(vec![auth_volume(cc)]),
         ..Default::default()
     }
 }
 
-fn container(cc: &ChatCluster, managed: &ManagedRedis) -> Container {
+fn container(managed: &ManagedRedis) -> Container {
     Container {
         name: "redis".into(),
         image: Some(managed.image.clone()),
-        // `$(REDIS_PASSWORD)` is expanded by the kubelet: the value never appears in the pod spec.
-        command: Some(
-            [
-                "redis-server",
-                "--requirepass",
-                "$(REDIS_PASSWORD)",
-                "--appendonly",
-                "yes",
-                "--dir",
-                DATA_DIR,
-            ]
-            .map(String::from)
-            .to_vec(),
-        ),
-        env: Some(vec![password_env(cc)]),
+        command: Some(["sh", "-c", &start_script()].map(String::from).to_vec()),
         ports: Some(vec![ContainerPort {
             name: Some("redis".into()),
             container_port: names::REDIS_PORT,
@@ -161,36 +166,48 @@ fn container(cc: &ChatCluster, managed: &ManagedRedis) -> Container {
         liveness_probe: Some(liveness_probe()),
         resources: Some(managed.resources.clone()),
         security_context: Some(super::security::container()),
-        volume_mounts: Some(vec![VolumeMount {
-            name: DATA_VOLUME.into(),
-            mount_path: DATA_DIR.into(),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: DATA_VOLUME.into(),
+                mount_path: DATA_DIR.into(),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: AUTH_VOLUME.into(),
+                mount_path: PASSWORD_FILE
+                    .rsplit_once('/')
+                    .map_or(PASSWORD_FILE, |(dir, _)| dir)
+                    .into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+        ]),
         ..Default::default()
     }
 }
 
-fn password_env(cc: &ChatCluster) -> EnvVar {
-    EnvVar {
-        name: PASSWORD_ENV.into(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: names::redis_auth(cc),
+/// Only the `password` key of the generated Secret, readable by the owner and the pod's fsGroup (Redis's group).
+fn auth_volume(cc: &ChatCluster) -> Volume {
+    Volume {
+        name: AUTH_VOLUME.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(names::redis_auth(cc)),
+            items: Some(vec![KeyToPath {
                 key: "password".into(),
-                ..Default::default()
-            }),
+                path: "password".into(),
+                mode: Some(0o440),
+            }]),
+            default_mode: Some(0o440),
             ..Default::default()
         }),
         ..Default::default()
     }
 }
 
-/// Ready once Redis answers PONG to an authenticated PING (not while it loads the AOF).
 fn readiness_probe() -> Probe {
-    let script = "redis-cli --no-auth-warning -a \"$REDIS_PASSWORD\" ping | grep -q PONG";
     Probe {
         exec: Some(ExecAction {
-            command: Some(["sh", "-c", script].map(String::from).to_vec()),
+            command: Some(["sh", "-c", &readiness_script()].map(String::from).to_vec()),
         }),
         period_seconds: Some(5),
         timeout_seconds: Some(3),
@@ -319,18 +336,25 @@ mod tests {
         assert_eq!(requests["storage"], Quantity("1Gi".into()));
         let container = &pod(&sts).containers[0];
         assert_eq!(container.image.as_deref(), Some("redis:7.4-alpine"));
-        let command = container.command.clone().unwrap().join(" ");
+        let command = container.command.clone().unwrap();
+        assert_eq!(command[..2], ["sh", "-c"]);
         assert_eq!(
-            command,
-            "redis-server --requirepass $(REDIS_PASSWORD) --appendonly yes --dir /data"
+            command[2],
+            start_script(),
+            "tests/managed_redis.rs runs this script"
         );
-        let env = &container.env.clone().unwrap()[0];
-        let key = env.value_from.clone().unwrap().secret_key_ref.unwrap();
+        assert!(container.env.is_none(), "no password in the environment");
+        let auth = pod(&sts).volumes.clone().unwrap()[0]
+            .secret
+            .clone()
+            .unwrap();
+        assert_eq!(auth.secret_name.as_deref(), Some("team-redis-auth"));
+        assert_eq!(auth.items.unwrap()[0].key, "password");
+        let mounts = container.volume_mounts.clone().unwrap();
         assert_eq!(
-            (env.name.as_str(), key.name.as_str()),
-            ("REDIS_PASSWORD", "team-redis-auth")
+            (mounts[1].mount_path.as_str(), mounts[1].read_only),
+            ("/etc/redis-auth", Some(true))
         );
-        assert_eq!(key.key, "password");
         assert_eq!(
             container.volume_mounts.clone().unwrap()[0].mount_path,
             "/data"
@@ -356,7 +380,9 @@ mod tests {
             .command
             .unwrap();
         assert_eq!(ready[..2], ["sh", "-c"]);
-        assert!(ready[2].contains("\"$REDIS_PASSWORD\" ping"));
+        assert!(
+            ready[2].contains("REDISCLI_AUTH=\"$(cat /etc/redis-auth/password)\" redis-cli ping")
+        );
         let live = container
             .liveness_probe
             .clone()
