@@ -98,20 +98,9 @@ fn kubernetes_validate(name: &str, objects: &[&Value]) {
         yaml.push_str("---\n");
         yaml.push_str(&serde_saphyr::to_string(object).unwrap());
     }
-    let file = std::env::temp_dir().join(format!("chatscale-chart-{}-{name}", std::process::id()));
-    fs::write(&file, yaml).unwrap();
-    let output = Command::new("kubernetes-validate")
-        .args(["--strict", "-k", "1.33.0", "--quiet"])
-        .arg(&file)
-        .output()
-        .expect("kubernetes-validate (PyPI) is missing: run `make deps`");
-    fs::remove_file(&file).unwrap();
-    assert!(
-        output.status.success(),
-        "{name}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    if let Err(error) = chatscale_tests::kubernetes_validate(name, &yaml) {
+        panic!("{error}");
+    }
 }
 
 #[test]

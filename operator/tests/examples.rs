@@ -4,7 +4,7 @@
 //! rendered object is a valid Kubernetes object (k8s-openapi types, and the
 //! Kubernetes 1.33 OpenAPI schemas through `kubernetes-validate`).
 
-use std::{fs, path::PathBuf, process::Command};
+use std::{fs, path::PathBuf};
 
 use chatscale_operator::{api::ChatCluster, render::render};
 use kube::CustomResourceExt;
@@ -135,25 +135,10 @@ fn rendered_objects_are_valid_kubernetes_objects() {
                 builtin.push('\n');
             }
         }
-        let file = std::env::temp_dir().join(format!(
-            "chatscale-render-{}-{}",
-            std::process::id(),
-            path.file_name().unwrap().to_string_lossy()
-        ));
-        fs::write(&file, builtin).unwrap();
-        let output = Command::new("kubernetes-validate")
-            .args(["--strict", "-k", "1.33.0", "--quiet"])
-            .arg(&file)
-            .output()
-            .expect("kubernetes-validate (PyPI) is missing: run `make deps`");
-        assert!(
-            output.status.success(),
-            "{}: {}{}",
-            path.display(),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        fs::remove_file(file).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy();
+        if let Err(error) = chatscale_tests::kubernetes_validate(&name, &builtin) {
+            panic!("{error}");
+        }
     }
 }
 
@@ -185,19 +170,9 @@ fn typed_round_trip(kind: &str, value: &Value) {
 #[test]
 fn the_rbac_cluster_role_is_a_valid_kubernetes_object() {
     let yaml = serde_saphyr::to_string(&chatscale_operator::rbac::cluster_role()).unwrap();
-    let file = std::env::temp_dir().join(format!("chatscale-rbac-{}.yaml", std::process::id()));
-    fs::write(&file, yaml).unwrap();
-    let output = Command::new("kubernetes-validate")
-        .args(["--strict", "-k", "1.33.0", "--quiet"])
-        .arg(&file)
-        .output()
-        .expect("kubernetes-validate (PyPI) is missing: run `make deps`");
-    fs::remove_file(&file).unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    if let Err(error) = chatscale_tests::kubernetes_validate("rbac.yaml", &yaml) {
+        panic!("{error}");
+    }
 }
 
 #[test]
