@@ -40,7 +40,7 @@ impl Admitted {
     /// ahead; `None` once a refusal was answered. A refused event is answered
     /// at once, without waiting for the socket's earlier events, so that a
     /// flood never queues up.
-    pub fn admit<A: Adapter>(
+    fn admit<A: Adapter>(
         &self,
         socket: &SocketRef<A>,
         metrics: &Metrics,
@@ -57,6 +57,28 @@ impl Admitted {
                 None
             }
         }
+    }
+
+    /// The whole life of an admitted event: refused events are answered at
+    /// once (see [`Self::admit`]); an admitted one waits for its turn among
+    /// the socket's events, runs `work` with the session, and is acked with
+    /// its result.
+    pub async fn run<A: Adapter, T: serde::Serialize>(
+        self,
+        socket: &SocketRef<A>,
+        metrics: &Metrics,
+        event: &str,
+        ack: AckSender<A>,
+        in_order: InOrder,
+        work: impl AsyncFnOnce(&Session) -> Result<T, ChatError>,
+    ) {
+        let Some((session, ack, in_order)) = self.admit(socket, metrics, event, ack, in_order)
+        else {
+            return;
+        };
+        let _turn = in_order.wait().await;
+        let result = work(session).await;
+        reply(ack, metrics, event, result);
     }
 
     /// Disconnects the socket when it keeps flooding. Call after the ack.

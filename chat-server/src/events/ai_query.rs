@@ -11,7 +11,7 @@ use socketioxide::{
 };
 use tokio::time::Instant;
 
-use super::{admit::Admitted, in_order::InOrder, message, reply, validate};
+use super::{admit::Admitted, in_order::InOrder, message, validate};
 use crate::{
     ai::{AiRequest, answer},
     auth::Session,
@@ -31,14 +31,10 @@ pub async fn handle<A: Adapter>(
     in_order: InOrder,
 ) {
     let received = Instant::now();
-    let Some((session, ack, in_order)) =
-        admitted.admit(&socket, &state.metrics, EVENT, ack, in_order)
-    else {
-        return;
-    };
-    let _turn = in_order.wait().await;
-    let result = ask(&socket, io, &state, session, data, received).await;
-    reply(ack, &state.metrics, EVENT, result);
+    let work = async |session: &Session| ask(&socket, io, &state, session, data, received).await;
+    admitted
+        .run(&socket, &state.metrics, EVENT, ack, in_order, work)
+        .await;
 }
 
 async fn ask<A: Adapter, E: std::fmt::Display>(

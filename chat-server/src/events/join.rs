@@ -8,7 +8,7 @@ use socketioxide::{
     extract::{AckSender, SocketRef, State, TryData},
 };
 
-use super::{admit::Admitted, in_order::InOrder, reply, validate};
+use super::{admit::Admitted, in_order::InOrder, validate};
 use crate::{
     auth::Session,
     protocol::{ChatError, ErrorCode, JoinRequest},
@@ -25,14 +25,10 @@ pub async fn handle<A: Adapter>(
     admitted: Admitted,
     in_order: InOrder,
 ) {
-    let Some((session, ack, in_order)) =
-        admitted.admit(&socket, &state.metrics, EVENT, ack, in_order)
-    else {
-        return;
-    };
-    let _turn = in_order.wait().await;
-    let result = join(&socket, &state, session, data).await;
-    reply(ack, &state.metrics, EVENT, result);
+    let work = async |session: &Session| join(&socket, &state, session, data).await;
+    admitted
+        .run(&socket, &state.metrics, EVENT, ack, in_order, work)
+        .await;
 }
 
 async fn join<A: Adapter, E: std::fmt::Display>(

@@ -6,7 +6,7 @@ use socketioxide::{
     extract::{AckSender, SocketRef, State, TryData},
 };
 
-use super::{admit::Admitted, in_order::InOrder, reply, validate};
+use super::{admit::Admitted, in_order::InOrder, validate};
 use crate::{
     protocol::{ChatError, LeaveRequest},
     state::AppState,
@@ -22,14 +22,10 @@ pub async fn handle<A: Adapter>(
     admitted: Admitted,
     in_order: InOrder,
 ) {
-    let Some((_session, ack, in_order)) =
-        admitted.admit(&socket, &state.metrics, EVENT, ack, in_order)
-    else {
-        return;
-    };
-    let _turn = in_order.wait().await;
-    let result = leave(&socket, data);
-    reply(ack, &state.metrics, EVENT, result);
+    let work = async |_: &crate::auth::Session| leave(&socket, data);
+    admitted
+        .run(&socket, &state.metrics, EVENT, ack, in_order, work)
+        .await;
 }
 
 fn leave<A: Adapter, E: std::fmt::Display>(

@@ -10,7 +10,7 @@ use socketioxide::{
 };
 use tokio::time::Instant;
 
-use super::{admit::Admitted, in_order::InOrder, reply, validate};
+use super::{admit::Admitted, in_order::InOrder, validate};
 use crate::{
     auth::Session,
     protocol::{ChatError, ChatMessage, MessageKind, MessageRequest, RoomEvent, now_ms},
@@ -30,20 +30,19 @@ pub async fn handle<A: Adapter>(
     in_order: InOrder,
 ) {
     let received = Instant::now();
-    let Some((session, ack, in_order)) =
-        admitted.admit(&socket, &state.metrics, EVENT, ack, in_order)
-    else {
-        return;
+    let work = async |session: &Session| {
+        let result = send(&socket, &io, &state, session, data).await;
+        if result.is_ok() {
+            state
+                .metrics
+                .message_handling_seconds
+                .observe(received.elapsed().as_secs_f64());
+        }
+        result
     };
-    let _turn = in_order.wait().await;
-    let result = send(&socket, &io, &state, session, data).await;
-    if result.is_ok() {
-        state
-            .metrics
-            .message_handling_seconds
-            .observe(received.elapsed().as_secs_f64());
-    }
-    reply(ack, &state.metrics, EVENT, result);
+    admitted
+        .run(&socket, &state.metrics, EVENT, ack, in_order, work)
+        .await;
 }
 
 async fn send<A: Adapter, E: std::fmt::Display>(

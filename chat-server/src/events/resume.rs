@@ -13,7 +13,7 @@ use socketioxide::{
     extract::{AckSender, SocketRef, State, TryData},
 };
 
-use super::{admit::Admitted, in_order::InOrder, join, reply, validate};
+use super::{admit::Admitted, in_order::InOrder, join, validate};
 use crate::{
     auth::Session,
     protocol::{ChatError, ResumeRequest},
@@ -30,14 +30,10 @@ pub async fn handle<A: Adapter>(
     admitted: Admitted,
     in_order: InOrder,
 ) {
-    let Some((session, ack, in_order)) =
-        admitted.admit(&socket, &state.metrics, EVENT, ack, in_order)
-    else {
-        return;
-    };
-    let _turn = in_order.wait().await;
-    let result = resume(&socket, &state, session, data).await;
-    reply(ack, &state.metrics, EVENT, result);
+    let work = async |session: &Session| resume(&socket, &state, session, data).await;
+    admitted
+        .run(&socket, &state.metrics, EVENT, ack, in_order, work)
+        .await;
 }
 
 async fn resume<A: Adapter, E: std::fmt::Display>(
