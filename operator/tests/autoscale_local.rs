@@ -142,6 +142,8 @@ impl Workload for Pods {
 struct LocalCluster {
     pods: Arc<Pods>,
     events: Mutex<Vec<(Duration, String)>>,
+    /// Every status the autoscaler wrote, in order.
+    statuses: Mutex<Vec<Value>>,
     started: Instant,
 }
 
@@ -195,7 +197,8 @@ impl Cluster for LocalCluster {
         self.events.lock().unwrap().push((at, reason.to_owned()));
     }
 
-    async fn status(&self, _status: Value) -> anyhow::Result<()> {
+    async fn status(&self, status: Value) -> anyhow::Result<()> {
+        self.statuses.lock().unwrap().push(status);
         Ok(())
     }
 }
@@ -318,11 +321,13 @@ async fn ramps_up_to_three_servers_and_drains_back_to_one_losing_nothing() -> an
     let cluster = Arc::new(LocalCluster {
         pods: pods.clone(),
         events: Mutex::default(),
+        statuses: Mutex::default(),
         started: Instant::now(),
     });
     let metrics = Arc::new(Metrics::default());
     let autoscaler = {
         let (cluster, metrics) = (cluster.clone(), metrics.clone());
+        let dynamic: Arc<dyn Cluster> = cluster.clone();
         tokio::spawn(async move {
             let mut autoscaler = Autoscaler::default();
             let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -331,7 +336,7 @@ async fn ramps_up_to_three_servers_and_drains_back_to_one_losing_nothing() -> an
                 let now = 1 + cluster.started.elapsed().as_secs();
                 let timeout = Duration::from_secs(30);
                 if let Err(error) = autoscaler
-                    .tick(cluster.as_ref(), &spec(), timeout, &metrics, now)
+                    .tick(&dynamic, &spec(), timeout, &metrics, now)
                     .await
                 {
                     eprintln!("autoscaler tick failed: {error:#}");
@@ -383,7 +388,7 @@ async fn ramps_up_to_three_servers_and_drains_back_to_one_losing_nothing() -> an
         pods.live().await == 1
     })
     .await?;
-    // The drain's outcome is reported by the next evaluation.
+    // The drain reports its outcome as it ends, just after stopping the pods.
     until("ScaledDown", Duration::from_secs(10), || async {
         cluster.events().contains(&"ScaledDown".to_owned())
     })
@@ -413,6 +418,24 @@ async fn ramps_up_to_three_servers_and_drains_back_to_one_losing_nothing() -> an
             "{reason} in {events:?}"
         );
     }
+    // Status is written whole every time (server-side apply drops the fields
+    // its manager leaves out): once set, lastScaleTime stays in every write.
+    let statuses = cluster.statuses.lock().unwrap().clone();
+    let first_scale = statuses
+        .iter()
+        .position(|s| s.get("lastScaleTime").is_some())
+        .expect("a scale was reported in status");
+    for status in &statuses[first_scale..] {
+        for field in [
+            "connections",
+            "drainingPods",
+            "lastScaleTime",
+            "lastScaleReason",
+        ] {
+            assert!(status.get(field).is_some(), "{field} missing from {status}");
+        }
+    }
+    assert_eq!(statuses.last().unwrap()["drainingPods"], json!([]));
     assert_eq!(report["clients"], 6);
     assert_eq!(report["missing"], 0, "{report}");
     assert!(report["final"].as_u64().unwrap() > 50, "{report}");

@@ -12,7 +12,7 @@ use std::sync::{
 use axum::{Router, http::StatusCode, routing::get};
 use chatscale_operator::{
     api::ChatCluster,
-    autoscaler::run::{Autoscaler, KubeCluster, Metrics, step},
+    autoscaler::run::{Autoscaler, Metrics, step},
 };
 use chatscale_tests::fake_kube::{FakeKube, res};
 use k8s_openapi::api::core::v1::Pod;
@@ -216,13 +216,7 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
         ["chat-b"],
         "the drain runs in the background"
     );
-    autoscaler
-        .settle(&KubeCluster::new(
-            client.clone(),
-            recorder.clone(),
-            cluster(&kube),
-        ))
-        .await;
+    autoscaler.settle().await;
     assert_eq!(cluster(&kube).spec.replicas, 1);
     assert!(*idle.drained.lock().unwrap(), "the idle pod was drained");
     assert!(!*busy.drained.lock().unwrap(), "the busy pod was not");

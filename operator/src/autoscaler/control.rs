@@ -89,21 +89,39 @@ impl Default for Metrics {
     }
 }
 
-/// A scale-down in progress.
+/// A scale-down in progress; its task reports how it ended.
 struct RunningDrain {
     cancel: Arc<AtomicBool>,
-    task: JoinHandle<anyhow::Result<Outcome>>,
+    task: JoinHandle<()>,
     pods: Vec<String>,
-    note: String,
-    reason: String,
 }
 
-/// The autoscaler state of one cluster: its decision history and the drain
-/// it runs, if any.
+/// The autoscaler state of one cluster: its decision history, the drain it
+/// runs, if any, and the status fields it owns.
 #[derive(Default)]
 pub struct Autoscaler {
     history: History,
     drain: Option<RunningDrain>,
+    status: OwnedStatus,
+}
+
+/// The status fields the autoscaler owns, always written whole: with
+/// server-side apply, a field its manager leaves out of an apply is removed.
+#[derive(Clone, Default)]
+struct OwnedStatus(Arc<std::sync::Mutex<serde_json::Map<String, serde_json::Value>>>);
+
+impl OwnedStatus {
+    /// Merges `update` into the fields and writes them all.
+    async fn write(&self, cluster: &dyn Cluster, update: serde_json::Value) -> anyhow::Result<()> {
+        let whole = {
+            let mut fields = self.0.lock().expect("status lock");
+            if let serde_json::Value::Object(update) = update {
+                fields.extend(update);
+            }
+            serde_json::Value::Object(fields.clone())
+        };
+        cluster.status(whole).await
+    }
 }
 
 impl Autoscaler {
@@ -115,14 +133,14 @@ impl Autoscaler {
     /// One evaluation at `now` (seconds).
     pub async fn tick(
         &mut self,
-        cluster: &dyn Cluster,
+        cluster: &Arc<dyn Cluster>,
         spec: &AutoscalingSpec,
         drain_timeout: Duration,
         metrics: &Metrics,
         now: u64,
     ) -> anyhow::Result<Decision> {
         if self.drain.as_ref().is_some_and(|d| d.task.is_finished()) {
-            self.settle(cluster).await;
+            self.settle().await;
         }
         let targets = cluster.targets().await?;
         let scrapes = collect::scrape_all(targets, SCRAPES_IN_FLIGHT, SCRAPE_TIMEOUT).await;
@@ -145,23 +163,16 @@ impl Autoscaler {
             "connections": signals.connections,
             "connectionsPerPod": signals.connections.map(|c| c as i64 / ready),
             "redisOpsPerSec": redis_ops.map(|o| o as i64),
+            "drainingPods": self.draining(),
         });
         // What is done, not only what is wished, goes into the history: a
         // scale-down asked for while one drains is the same scale-down.
         let mut done = decision.clone();
         if decision.desired > current {
             if let Some(running) = self.drain.take() {
+                // The drain reports `DrainCancelled` and clears `drainingPods`.
                 running.cancel.store(true, Ordering::SeqCst);
-                let outcome = running.task.await;
-                cluster
-                    .event(
-                        "DrainCancelled",
-                        format!(
-                            "scale-up to {} while draining {:?} ({:?})",
-                            decision.desired, running.pods, outcome
-                        ),
-                    )
-                    .await;
+                let _ = running.task.await;
                 status["drainingPods"] = json!([]);
             }
             cluster.workload().set_replicas(decision.desired).await?;
@@ -191,9 +202,11 @@ impl Autoscaler {
                 .await;
             let cancel = Arc::new(AtomicBool::new(false));
             let (workload, drains) = (cluster.workload(), cluster.drains().await);
-            let (flag, desired) = (cancel.clone(), decision.desired);
+            let (flag, reporter, owned) = (cancel.clone(), cluster.clone(), self.status.clone());
+            let (desired, reason) = (decision.desired, decision.reason.clone());
+            let names = pods.clone();
             let task = tokio::spawn(async move {
-                drain::scale_down(
+                let outcome = drain::scale_down(
                     workload.as_ref(),
                     drains.as_ref(),
                     &victims,
@@ -202,61 +215,61 @@ impl Autoscaler {
                     DRAIN_POLL,
                     &move || flag.load(Ordering::SeqCst),
                 )
-                .await
+                .await;
+                let note = format!("{current} -> {desired}");
+                report(reporter.as_ref(), &owned, outcome, &note, &reason, &names).await;
             });
-            self.drain = Some(RunningDrain {
-                cancel,
-                task,
-                pods,
-                note: format!("{current} -> {}", decision.desired),
-                reason: decision.reason.clone(),
-            });
+            self.drain = Some(RunningDrain { cancel, task, pods });
         }
         self.history.record(now, current, &done);
-        cluster.status(status).await?;
+        self.status.write(cluster.as_ref(), status).await?;
         Ok(decision)
     }
 
-    /// Waits for the running drain, if any, to end, and reports how it ended.
-    pub async fn settle(&mut self, cluster: &dyn Cluster) {
-        let Some(running) = self.drain.take() else {
-            return;
-        };
-        let outcome = match running.task.await {
-            Ok(outcome) => outcome,
-            Err(panic) => Err(anyhow::anyhow!("the drain task failed: {panic}")),
-        };
-        let mut status = json!({"drainingPods": []});
-        match outcome {
-            Ok(outcome) => {
-                let reason = match outcome {
-                    Outcome::Completed => "DrainCompleted",
-                    Outcome::TimedOut => "DrainTimedOut",
-                    Outcome::Cancelled => "DrainCancelled",
-                };
+    /// Waits for the running drain, if any, to end (it reports how it ended).
+    pub async fn settle(&mut self) {
+        if let Some(running) = self.drain.take()
+            && let Err(error) = running.task.await
+        {
+            tracing::warn!(%error, "the drain task failed");
+        }
+    }
+}
+
+/// Events and status for how a drain ended, as soon as it ends.
+async fn report(
+    cluster: &dyn Cluster,
+    owned: &OwnedStatus,
+    outcome: anyhow::Result<Outcome>,
+    note: &str,
+    reason: &str,
+    pods: &[String],
+) {
+    let mut status = json!({"drainingPods": []});
+    match outcome {
+        Ok(outcome) => {
+            let event = match outcome {
+                Outcome::Completed => "DrainCompleted",
+                Outcome::TimedOut => "DrainTimedOut",
+                Outcome::Cancelled => "DrainCancelled",
+            };
+            cluster.event(event, format!("{note}: {pods:?}")).await;
+            if outcome != Outcome::Cancelled {
                 cluster
-                    .event(reason, format!("{}: {:?}", running.note, running.pods))
+                    .event("ScaledDown", format!("{note}: {reason}"))
                     .await;
-                if outcome != Outcome::Cancelled {
-                    cluster
-                        .event(
-                            "ScaledDown",
-                            format!("{}: {}", running.note, running.reason),
-                        )
-                        .await;
-                    status["lastScaleTime"] = json!(Time(Timestamp::now()));
-                    status["lastScaleReason"] = json!(running.reason);
-                }
-            }
-            Err(error) => {
-                cluster
-                    .event("DrainFailed", format!("{}: {error:#}", running.note))
-                    .await;
+                status["lastScaleTime"] = json!(Time(Timestamp::now()));
+                status["lastScaleReason"] = json!(reason);
             }
         }
-        if let Err(error) = cluster.status(status).await {
-            tracing::warn!(%error, "autoscaler status could not be written");
+        Err(error) => {
+            cluster
+                .event("DrainFailed", format!("{note}: {error:#}"))
+                .await;
         }
+    }
+    if let Err(error) = owned.write(cluster, status).await {
+        tracing::warn!(%error, "autoscaler status could not be written");
     }
 }
 

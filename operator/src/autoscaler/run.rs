@@ -96,7 +96,11 @@ pub async fn step(
     autoscaler: &mut Autoscaler,
     now: u64,
 ) -> anyhow::Result<Decision> {
-    let cluster = KubeCluster::new(client.clone(), recorder.clone(), cc.clone());
+    let cluster: Arc<dyn Cluster> = Arc::new(KubeCluster::new(
+        client.clone(),
+        recorder.clone(),
+        cc.clone(),
+    ));
     let timeout = Duration::from_secs(cc.spec.drain.timeout_seconds.max(1) as u64);
     autoscaler
         .tick(&cluster, &cc.spec.autoscaling, timeout, metrics, now)
