@@ -3,28 +3,10 @@
 //! processes, and over HTTP long-polling. They check the report is complete and consistent and that no
 //! error happened; they assert no timing (numbers come from `make bench`).
 
-use std::{
-    path::PathBuf,
-    process::{Command, Output},
-};
+use std::process::{Command, Output};
 
-use chatscale_tests::ChatServer;
+use chatscale_tests::{ChatServer, chat_server_bin};
 use serde_json::Value;
-
-/// The chat-server binary of this workspace (`cargo test --workspace` builds it
-/// along with chat-server's own tests), or `CHAT_SERVER_BIN`.
-fn chat_server_bin() -> PathBuf {
-    let bin = std::env::var("CHAT_SERVER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/chat-server")
-        });
-    assert!(
-        bin.exists(),
-        "build chat-server first (cargo build -p chat-server; make test does)"
-    );
-    bin
-}
 
 /// The PID of our child process running `bin` (the server the helper started).
 fn child_pid(bin: &std::path::Path) -> u32 {

@@ -29,7 +29,9 @@ use chatscale_operator::{
         drain::{DrainApi, HttpDrainApi, Workload},
     },
 };
-use chatscale_tests::{ChatServer, RedisServer};
+use chatscale_tests::{
+    ChatServer, RedisServer, chat_server_bin, free_port, wait_until, workspace_root,
+};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
@@ -38,17 +40,6 @@ use tokio::{
 
 const TOKEN: &str = "autoscale-local-test-token";
 const TARGET: i32 = 10;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
 
 /// Chat-server processes in fixed port slots (nginx knows every slot).
 struct Pods {
@@ -214,7 +205,7 @@ struct Fleet {
 impl Fleet {
     async fn start(upstreams: &[String]) -> anyhow::Result<Self> {
         let mut child = Command::new("node")
-            .arg(repo().join("tests/js/tools/fleet.mjs"))
+            .arg(workspace_root().join("tests/js/tools/fleet.mjs"))
             .env("FLEET_UPSTREAMS", upstreams.join(","))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -256,20 +247,6 @@ async fn signal(name: &str, pid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Polls `check` every 100 ms until it holds, for at most `limit`.
-async fn until<F, Fut>(what: &str, limit: Duration, mut check: F) -> anyhow::Result<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        anyhow::ensure!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(start.elapsed())
-}
-
 fn spec() -> AutoscalingSpec {
     let mut spec = AutoscalingSpec {
         enabled: true,
@@ -286,8 +263,7 @@ fn spec() -> AutoscalingSpec {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ramps_up_to_three_servers_and_drains_back_to_one_losing_nothing() -> anyhow::Result<()> {
-    let bin = repo().join("target/debug/chat-server");
-    assert!(bin.exists(), "build chat-server first (make test does)");
+    let bin = chat_server_bin();
     let redis = RedisServer::start().await?;
     let token_file =
         std::env::temp_dir().join(format!("chatscale-autoscale-{}", std::process::id()));
@@ -358,7 +334,7 @@ async fn ramps_up_to_three_servers_and_drains_back_to_one_losing_nothing() -> an
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let loaded = ramp.elapsed();
-    until("3 servers", Duration::from_secs(60), || async {
+    wait_until("3 servers", Duration::from_secs(60), || async {
         pods.live().await == 3
     })
     .await?;
@@ -374,7 +350,7 @@ async fn ramps_up_to_three_servers_and_drains_back_to_one_losing_nothing() -> an
     let failures = metrics.scrape_failures.get();
     let holds = metrics.decisions.with_label_values(&["hold"]).get();
     // Four evaluations (each waits 2 s for the hung pod): longer than the 5 s window.
-    until("4 blind evaluations", Duration::from_secs(60), || async {
+    wait_until("4 blind evaluations", Duration::from_secs(60), || async {
         metrics.decisions.with_label_values(&["hold"]).get() >= holds + 4
     })
     .await?;
@@ -384,12 +360,12 @@ async fn ramps_up_to_three_servers_and_drains_back_to_one_losing_nothing() -> an
     signal("CONT", hung).await?;
     let recovered = Instant::now();
 
-    until("1 server", Duration::from_secs(90), || async {
+    wait_until("1 server", Duration::from_secs(90), || async {
         pods.live().await == 1
     })
     .await?;
     // The drain reports its outcome as it ends, just after stopping the pods.
-    until("ScaledDown", Duration::from_secs(10), || async {
+    wait_until("ScaledDown", Duration::from_secs(10), || async {
         cluster.events().contains(&"ScaledDown".to_owned())
     })
     .await?;

@@ -12,7 +12,10 @@ use std::sync::{
 use axum::{Router, http::StatusCode, routing::get};
 use chatscale_operator::{
     api::ChatCluster,
-    autoscaler::run::{Autoscaler, Metrics, step},
+    autoscaler::{
+        decide::Decision,
+        run::{Autoscaler, Metrics, step},
+    },
 };
 use chatscale_tests::fake_kube::{FakeKube, res};
 use k8s_openapi::api::core::v1::Pod;
@@ -138,8 +141,27 @@ fn events(kube: &FakeKube) -> Vec<String> {
         .collect()
 }
 
+/// One evaluation of the ChatCluster as the in-memory API holds it now.
+async fn tick(
+    kube: &FakeKube,
+    recorder: &Recorder,
+    metrics: &Metrics,
+    autoscaler: &mut Autoscaler,
+    now: u64,
+) -> anyhow::Result<Decision> {
+    step(
+        &kube.client(),
+        recorder,
+        metrics,
+        &cluster(kube),
+        autoscaler,
+        now,
+    )
+    .await
+}
+
 /// The in-memory API with a ChatCluster of 2 replicas, 1..=5 at 10 connections per pod.
-async fn setup() -> anyhow::Result<(FakeKube, kube::Client, Recorder)> {
+async fn setup() -> anyhow::Result<(FakeKube, Recorder)> {
     let kube = FakeKube::start().await;
     let client = kube.client();
     let manifest = "apiVersion: chatscale.dev/v1alpha1\nkind: ChatCluster\nmetadata: {name: team-chat, namespace: chat}\n\
@@ -157,12 +179,12 @@ async fn setup() -> anyhow::Result<(FakeKube, kube::Client, Recorder)> {
             instance: None,
         },
     );
-    Ok((kube, client, recorder))
+    Ok((kube, recorder))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()> {
-    let (kube, client, recorder) = setup().await?;
+    let (kube, recorder) = setup().await?;
     let (busy, idle) = (fake_pod(15).await, fake_pod(20).await);
     add_pod(&kube, "chat-a", busy.port).await;
     add_pod(&kube, "chat-b", idle.port).await;
@@ -170,15 +192,7 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
     let metrics = Metrics::default();
 
     // 35 connections at 10 per pod: 4 pods, at once.
-    let up = step(
-        &client,
-        &recorder,
-        &metrics,
-        &cluster(&kube),
-        &mut autoscaler,
-        1000,
-    )
-    .await?;
+    let up = tick(&kube, &recorder, &metrics, &mut autoscaler, 1000).await?;
     assert_eq!(up.desired, 4, "{}", up.reason);
     assert_eq!(cluster(&kube).spec.replicas, 4);
     assert!(events(&kube).contains(&"ScaledUp".to_owned()));
@@ -201,15 +215,7 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
     set_replicas(&kube, 2).await?;
     busy.connections.store(5, Ordering::SeqCst);
     idle.connections.store(0, Ordering::SeqCst);
-    let down = step(
-        &client,
-        &recorder,
-        &metrics,
-        &cluster(&kube),
-        &mut autoscaler,
-        2000,
-    )
-    .await?;
+    let down = tick(&kube, &recorder, &metrics, &mut autoscaler, 2000).await?;
     assert_eq!(down.desired, 1, "{}", down.reason);
     assert_eq!(
         autoscaler.draining(),
@@ -236,15 +242,7 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
     // A pod whose metrics fail: no scale-down, however low the rest.
     set_replicas(&kube, 2).await?;
     busy.connections.store(-1, Ordering::SeqCst);
-    let blind = step(
-        &client,
-        &recorder,
-        &metrics,
-        &cluster(&kube),
-        &mut autoscaler,
-        3000,
-    )
-    .await?;
+    let blind = tick(&kube, &recorder, &metrics, &mut autoscaler, 3000).await?;
     assert_eq!(blind.desired, 2, "{}", blind.reason);
     assert_eq!(cluster(&kube).spec.replicas, 2);
     assert_eq!(
@@ -259,7 +257,7 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scale_up_during_a_drain_cancels_it() -> anyhow::Result<()> {
-    let (kube, client, recorder) = setup().await?;
+    let (kube, recorder) = setup().await?;
     let (busy, idle) = (fake_pod(5).await, fake_pod(0).await);
     idle.finish.store(false, Ordering::SeqCst);
     add_pod(&kube, "chat-a", busy.port).await;
@@ -271,15 +269,7 @@ async fn a_scale_up_during_a_drain_cancels_it() -> anyhow::Result<()> {
     };
 
     // 5 connections: down to 1, so the idle pod drains (and does not finish).
-    let down = step(
-        &client,
-        &recorder,
-        &metrics,
-        &cluster(&kube),
-        &mut autoscaler,
-        1000,
-    )
-    .await?;
+    let down = tick(&kube, &recorder, &metrics, &mut autoscaler, 1000).await?;
     assert_eq!(down.desired, 1, "{}", down.reason);
     assert_eq!(autoscaler.draining(), ["chat-b"]);
     assert_eq!(cost("chat-b"), json!("-1000"));
@@ -292,15 +282,7 @@ async fn a_scale_up_during_a_drain_cancels_it() -> anyhow::Result<()> {
     assert_eq!(status["drainingPods"], json!(["chat-b"]));
 
     // While it drains the load stays low: nothing new happens.
-    let again = step(
-        &client,
-        &recorder,
-        &metrics,
-        &cluster(&kube),
-        &mut autoscaler,
-        1001,
-    )
-    .await?;
+    let again = tick(&kube, &recorder, &metrics, &mut autoscaler, 1001).await?;
     assert_eq!(again.desired, 1);
     assert_eq!(
         autoscaler.draining(),
@@ -310,15 +292,7 @@ async fn a_scale_up_during_a_drain_cancels_it() -> anyhow::Result<()> {
 
     // A crowd arrives: 40 connections want 4 pods. The drain is cancelled first.
     busy.connections.store(40, Ordering::SeqCst);
-    let up = step(
-        &client,
-        &recorder,
-        &metrics,
-        &cluster(&kube),
-        &mut autoscaler,
-        1002,
-    )
-    .await?;
+    let up = tick(&kube, &recorder, &metrics, &mut autoscaler, 1002).await?;
     assert_eq!(up.desired, 4, "{}", up.reason);
     assert!(
         idle.cancelled.load(Ordering::SeqCst),

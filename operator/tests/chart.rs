@@ -6,14 +6,10 @@
 //! chart's RBAC is exactly the operator's list (operator/src/rbac.rs); its
 //! CRD is the root `crds/` file; and the generated docs are current.
 
-use std::{
-    collections::BTreeSet,
-    fs,
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{collections::BTreeSet, fs, path::Path, process::Command};
 
 use chatscale_operator::rbac;
+use chatscale_tests::workspace_root;
 use serde_json::{Value, json};
 
 const CHART: &str = "charts/chatscale-operator";
@@ -21,15 +17,11 @@ const ALL_FEATURES: &str = "charts/chatscale-operator/ci/all-features-values.yam
 /// Kinds from CRDs outside the Kubernetes schema set: checked here by hand.
 const NOT_IN_SCHEMAS: [&str; 2] = ["ServiceMonitor", "PodMonitor"];
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn helm(args: &[&str]) -> std::process::Output {
     Command::new("python3")
-        .arg(repo().join("scripts/helm.py"))
+        .arg(workspace_root().join("scripts/helm.py"))
         .args(args)
-        .current_dir(repo())
+        .current_dir(workspace_root())
         .output()
         .expect("python3 is missing")
 }
@@ -225,7 +217,7 @@ fn every_optional_feature_renders_valid_objects() {
 
 /// The chat Deployment the operator renders for the minimal example.
 fn chat_deployment() -> Value {
-    let manifest = fs::read_to_string(repo().join("examples/minimal.yaml")).unwrap();
+    let manifest = fs::read_to_string(workspace_root().join("examples/minimal.yaml")).unwrap();
     objects_of(&chatscale_operator::render::render(&manifest).unwrap())
         .into_iter()
         .find(|o| o["kind"] == "Deployment")
@@ -272,7 +264,8 @@ fn rules_of(role: &Value) -> Vec<String> {
 #[test]
 fn rbac_is_exactly_the_operators_list() {
     let expected = rbac::cluster_role();
-    let stored = fs::read_to_string(repo().join(CHART).join("files/clusterrole.yaml")).unwrap();
+    let stored =
+        fs::read_to_string(workspace_root().join(CHART).join("files/clusterrole.yaml")).unwrap();
     assert!(
         stored == serde_saphyr::to_string(&expected).unwrap(),
         "{CHART}/files/clusterrole.yaml is stale: run `make crds`"
@@ -381,7 +374,7 @@ fn the_operator_deployment_matches_the_binary() {
     // The NetworkPolicies the operator writes for chat pods and Redis admit
     // the operator by pod label: the chart's pods must carry it.
     let labels = &deployment["spec"]["template"]["metadata"]["labels"];
-    let manifest = fs::read_to_string(repo().join("examples/minimal.yaml")).unwrap();
+    let manifest = fs::read_to_string(workspace_root().join("examples/minimal.yaml")).unwrap();
     let policies: Vec<Value> = objects_of(&chatscale_operator::render::render(&manifest).unwrap())
         .into_iter()
         .filter(|o| o["kind"] == "NetworkPolicy")
@@ -477,7 +470,7 @@ fn value_paths(value: &Value, prefix: &str, out: &mut Vec<String>) {
 
 #[test]
 fn the_chart_readme_lists_every_value_and_the_schema_knows_it() {
-    let chart = repo().join(CHART);
+    let chart = workspace_root().join(CHART);
     let values: Value =
         serde_saphyr::from_str(&fs::read_to_string(chart.join("values.yaml")).unwrap()).unwrap();
     let readme = fs::read_to_string(chart.join("README.md")).unwrap();
@@ -502,8 +495,9 @@ fn the_chart_readme_lists_every_value_and_the_schema_knows_it() {
 
 #[test]
 fn the_charts_crd_is_the_generated_one() {
-    let root = fs::read_to_string(repo().join("crds/chatcluster.yaml")).unwrap();
-    let chart = fs::read_to_string(repo().join(CHART).join("crds/chatcluster.yaml")).unwrap();
+    let root = fs::read_to_string(workspace_root().join("crds/chatcluster.yaml")).unwrap();
+    let chart =
+        fs::read_to_string(workspace_root().join(CHART).join("crds/chatcluster.yaml")).unwrap();
     assert!(
         root == chart,
         "{CHART}/crds/chatcluster.yaml differs from crds/chatcluster.yaml: run `make crds`"
@@ -512,7 +506,8 @@ fn the_charts_crd_is_the_generated_one() {
 
 #[test]
 fn the_reference_docs_are_generated_from_the_crd() {
-    let stored = fs::read_to_string(repo().join("docs/chatcluster-reference.md")).unwrap();
+    let stored =
+        fs::read_to_string(workspace_root().join("docs/chatcluster-reference.md")).unwrap();
     assert!(
         stored == chatscale_operator::docs::chatcluster_reference(),
         "docs/chatcluster-reference.md is stale: run `make crds`"
@@ -521,16 +516,22 @@ fn the_reference_docs_are_generated_from_the_crd() {
 
 #[test]
 fn the_dashboard_uses_metrics_that_exist() {
-    let dashboard =
-        fs::read_to_string(repo().join(CHART).join("dashboards/chatscale.json")).unwrap();
+    let dashboard = fs::read_to_string(
+        workspace_root()
+            .join(CHART)
+            .join("dashboards/chatscale.json"),
+    )
+    .unwrap();
     let dashboard: Value = serde_json::from_str(&dashboard).unwrap();
     let sources: String = [
         "chat-server/src/admin/metrics.rs",
         "operator/src/controller/reconcile.rs",
     ]
     .iter()
-    .map(|p| fs::read_to_string(repo().join(p)).unwrap())
-    .chain(sources_under(&repo().join("operator/src/autoscaler")))
+    .map(|p| fs::read_to_string(workspace_root().join(p)).unwrap())
+    .chain(sources_under(
+        &workspace_root().join("operator/src/autoscaler"),
+    ))
     .collect();
     let mut used = BTreeSet::new();
     for panel in dashboard["panels"].as_array().unwrap() {

@@ -7,15 +7,12 @@
 use std::{fs, path::PathBuf};
 
 use chatscale_operator::{api::ChatCluster, render::render};
+use chatscale_tests::workspace_root;
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn yaml_files(dir: &str) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = fs::read_dir(repo().join(dir))
+    let mut files: Vec<PathBuf> = fs::read_dir(workspace_root().join(dir))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
@@ -50,7 +47,7 @@ fn admit(path: &PathBuf) -> Result<(), String> {
 #[test]
 fn crds_dir_holds_exactly_what_the_binary_prints() {
     let printed = serde_saphyr::to_string(&ChatCluster::crd()).unwrap();
-    let stored = fs::read_to_string(repo().join("crds/chatcluster.yaml")).unwrap();
+    let stored = fs::read_to_string(workspace_root().join("crds/chatcluster.yaml")).unwrap();
     assert!(
         printed == stored,
         "crds/chatcluster.yaml is stale: run `cargo run -p chatscale-operator -- crd > crds/chatcluster.yaml`"
@@ -103,7 +100,7 @@ fn every_invalid_example_is_refused_with_a_reason() {
 fn examples_render_to_their_golden_yaml() {
     for path in yaml_files("examples") {
         let rendered = render(&fs::read_to_string(&path).unwrap()).unwrap();
-        let golden = repo()
+        let golden = workspace_root()
             .join("examples/golden")
             .join(path.file_name().unwrap());
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
@@ -177,7 +174,7 @@ fn the_rbac_cluster_role_is_a_valid_kubernetes_object() {
 
 #[test]
 fn the_manual_scaling_example_leaves_replicas_to_the_user() {
-    let text = fs::read_to_string(repo().join("examples/manual-scaling.yaml")).unwrap();
+    let text = fs::read_to_string(workspace_root().join("examples/manual-scaling.yaml")).unwrap();
     let cc: ChatCluster = serde_saphyr::from_str(&text).unwrap();
     assert!(!cc.spec.autoscaling.enabled, "autoscaling is off");
     let rendered = render(&text).unwrap();

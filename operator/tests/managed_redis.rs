@@ -7,16 +7,10 @@
 use std::{process::Stdio, time::Duration};
 
 use chatscale_operator::resources::redis::{PASSWORD_FILE, readiness_script, start_script};
+use chatscale_tests::{free_port, wait_until};
 use tokio::process::Command;
 
 const PASSWORD: &str = "Zq7managedRedisPassword";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
 
 /// The script as the pod runs it, with its paths and port moved into `dir`.
 fn local(script: &str, dir: &std::path::Path, port: u16) -> String {
@@ -52,18 +46,12 @@ async fn redis_reads_its_password_from_the_file_only() -> anyhow::Result<()> {
     let probe = local(&readiness_script(), &dir, port);
 
     // Ready within 10 s (the probe is what Kubernetes runs every 5 s).
-    let mut ready = false;
-    for _ in 0..100 {
-        if sh(&probe).await {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        ready,
-        "the readiness probe passes with the mounted password"
-    );
+    wait_until(
+        "the readiness probe to pass with the mounted password",
+        Duration::from_secs(10),
+        || sh(&probe),
+    )
+    .await?;
 
     let unauthenticated = Command::new("redis-cli")
         .args(["-p", &port.to_string(), "ping"])

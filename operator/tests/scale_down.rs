@@ -4,7 +4,6 @@
 //! during the drain cancels it.
 
 use std::{
-    path::PathBuf,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -17,19 +16,10 @@ use chatscale_operator::autoscaler::{
     collect::{Target, scrape_all},
     drain::{HttpDrainApi, Outcome, Workload, pick, scale_down},
 };
-use chatscale_tests::{ChatServer, RedisServer, SocketClient};
+use chatscale_tests::{ChatServer, RedisServer, SocketClient, chat_server_bin};
 use serde_json::json;
 
 const TOKEN: &str = "scale-down-test-token";
-
-fn chat_server_bin() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/chat-server");
-    assert!(
-        bin.exists(),
-        "build chat-server first (cargo build -p chat-server; make test does)"
-    );
-    bin
-}
 
 #[derive(Default)]
 struct RecordingWorkload {

@@ -24,6 +24,50 @@ use tokio::{
     sync::{mpsc, oneshot},
 };
 
+/// The workspace's root folder.
+pub fn workspace_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The chat-server binary: `CHAT_SERVER_BIN`, or the workspace's debug build
+/// (`cargo test --workspace` builds it along with chat-server's own tests).
+pub fn chat_server_bin() -> std::path::PathBuf {
+    let bin = std::env::var("CHAT_SERVER_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target/debug/chat-server"));
+    assert!(
+        bin.exists(),
+        "build chat-server first (cargo build -p chat-server; make test does)"
+    );
+    bin
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Polls `check` every 100 ms until it holds, for at most `limit`; returns how long it took.
+pub async fn wait_until<F, Fut>(
+    what: &str,
+    limit: Duration,
+    mut check: F,
+) -> anyhow::Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !check().await {
+        anyhow::ensure!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(start.elapsed())
+}
+
 /// A chat-server process; killed when dropped.
 pub struct ChatServer {
     child: Child,

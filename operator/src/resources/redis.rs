@@ -280,6 +280,20 @@ mod tests {
         )
     }
 
+    /// The storage the data volume claims.
+    fn storage(sts: &StatefulSet) -> Quantity {
+        let claim = &sts.spec.clone().unwrap().volume_claim_templates.unwrap()[0];
+        claim
+            .spec
+            .clone()
+            .unwrap()
+            .resources
+            .unwrap()
+            .requests
+            .unwrap()["storage"]
+            .clone()
+    }
+
     fn pod(sts: &StatefulSet) -> PodSpec {
         sts.spec.clone().unwrap().template.spec.unwrap()
     }
@@ -325,15 +339,7 @@ mod tests {
         assert_eq!(spec.service_name.as_deref(), Some("team-redis"));
         let claim = &spec.volume_claim_templates.unwrap()[0];
         assert_eq!(claim.metadata.name.as_deref(), Some("data"));
-        let requests = claim
-            .spec
-            .clone()
-            .unwrap()
-            .resources
-            .unwrap()
-            .requests
-            .unwrap();
-        assert_eq!(requests["storage"], Quantity("1Gi".into()));
+        assert_eq!(storage(&sts), Quantity("1Gi".into()));
         let container = &pod(&sts).containers[0];
         assert_eq!(container.image.as_deref(), Some("redis:7.4-alpine"));
         let command = container.command.clone().unwrap();
@@ -418,16 +424,7 @@ mod tests {
         assert_eq!(container.image.as_deref(), Some("redis:8"));
         let limits = container.resources.clone().unwrap().limits.unwrap();
         assert_eq!(limits["memory"], Quantity("2Gi".into()));
-        let claim = &sts.spec.unwrap().volume_claim_templates.unwrap()[0];
-        let requests = claim
-            .spec
-            .clone()
-            .unwrap()
-            .resources
-            .unwrap()
-            .requests
-            .unwrap();
-        assert_eq!(requests["storage"], Quantity("5Gi".into()));
+        assert_eq!(storage(&sts), Quantity("5Gi".into()));
     }
 
     #[test]
