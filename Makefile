@@ -1,5 +1,5 @@
 # chatscale: `make test` is the one command CI and developers run.
-.PHONY: test deps lint rust-test js-test run bench bench-scaleout bench-artillery crds chart-test
+.PHONY: test deps lint test-build rust-test js-test run bench bench-scaleout bench-artillery crds chart-test
 
 CHAT_SERVER_BIN := $(CURDIR)/target/debug/chat-server
 
@@ -13,13 +13,19 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# Unit tests and the Rust end-to-end tests (they build and start the real binary).
-rust-test:
+# One build for every test: the workspace's test build also builds
+# target/debug/chat-server, which the Rust end-to-end tests and the JS tests
+# start. (`cargo build -p chat-server` alone resolves other dependency features
+# and compiles much of the tree a second time.)
+test-build:
+	cargo test --workspace --locked --no-run
+
+# Unit tests and the Rust end-to-end tests (they start the real binary).
+rust-test: test-build
 	cargo test --workspace --locked
 
 # The official socket.io-client and headless Chromium against the same binary.
-js-test:
-	cargo build -p chat-server --locked
+js-test: test-build
 	cd tests/js && CHAT_SERVER_BIN=$(CHAT_SERVER_BIN) npm test
 
 run:

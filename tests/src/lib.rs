@@ -37,7 +37,7 @@ pub fn chat_server_bin() -> std::path::PathBuf {
         .unwrap_or_else(|_| workspace_root().join("target/debug/chat-server"));
     assert!(
         bin.exists(),
-        "build chat-server first (cargo build -p chat-server; make test does)"
+        "build chat-server first (make test-build, which make test runs)"
     );
     bin
 }
