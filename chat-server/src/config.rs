@@ -205,12 +205,14 @@ pub struct Config {
     #[arg(long, env = "CHAT_CONNECTIONS_PER_MINUTE_PER_IP", default_value_t = 0)]
     pub connections_per_minute_per_ip: u32,
 
-    /// AI answers one user (one socket, with auth off) may have running at once.
+    /// AI answers one user (one socket, with auth off) may have running at once,
+    /// counted over every server that shares the Redis store.
     #[arg(long, env = "CHAT_MAX_AI_ANSWERS_PER_USER", default_value_t = 4,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_ai_answers_per_user: u32,
 
-    /// AI answers one room may have running at once (on this server).
+    /// AI answers one room may have running at once, counted over every server
+    /// that shares the Redis store.
     #[arg(long, env = "CHAT_MAX_AI_ANSWERS_PER_ROOM", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_ai_answers_per_room: u32,

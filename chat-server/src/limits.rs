@@ -1,16 +1,10 @@
 //! Abuse limits: token buckets for events per socket and per user and for
-//! new connections per source address, counters for concurrent AI answers
-//! per user and per room. A refused event is answered with `rate_limited` and
-//! `retryAfterMs`; a socket that keeps sending past its limit is disconnected.
-//! Counters are per server process.
+//! new connections per source address. A refused event is answered with
+//! `rate_limited` and `retryAfterMs`; a socket that keeps sending past its
+//! limit is disconnected. Buckets are per server process; concurrent AI answers
+//! are counted over every server (`ai::slots`).
 
-use std::{
-    collections::HashMap,
-    hash::Hash,
-    net::IpAddr,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::HashMap, hash::Hash, net::IpAddr, sync::Mutex, time::Duration};
 
 use tokio::time::Instant;
 
@@ -117,8 +111,6 @@ pub struct Limits {
     pub config: LimitsConfig,
     users: Buckets<String>,
     connections: Buckets<IpAddr>,
-    ai_by_user: Arc<Mutex<HashMap<String, u32>>>,
-    ai_by_room: Arc<Mutex<HashMap<String, u32>>>,
 }
 
 pub fn rate_limited(what: &str, retry_after: Duration) -> ChatError {
@@ -138,8 +130,6 @@ impl Limits {
         Self {
             users: Buckets::new(user_rate, user_rate * 2.0),
             connections: Buckets::new(per_minute / 60.0, per_minute),
-            ai_by_user: Arc::default(),
-            ai_by_room: Arc::default(),
             config,
         }
     }
@@ -171,67 +161,6 @@ impl Limits {
     /// One new connection from `ip`.
     pub fn connection(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         self.connections.take(&ip, now)
-    }
-
-    /// Reserves one concurrent AI answer for `user` in `room`; the slot is
-    /// given back when dropped.
-    pub fn ai_slot(&self, user: &str, room: &str) -> Result<AiSlot, ChatError> {
-        let busy = || rate_limited("too many AI answers running", Duration::from_secs(1));
-        let mut users = self.ai_by_user.lock().unwrap_or_else(|e| e.into_inner());
-        let mut rooms = self.ai_by_room.lock().unwrap_or_else(|e| e.into_inner());
-        let (by_user, by_room) = (
-            users.get(user).copied().unwrap_or(0),
-            rooms.get(room).copied().unwrap_or(0),
-        );
-        if by_user >= self.config.max_ai_answers_per_user {
-            return Err(ChatError {
-                message: format!(
-                    "at most {} AI answers per user at once; retry after 1000 ms",
-                    self.config.max_ai_answers_per_user
-                ),
-                ..busy()
-            });
-        }
-        if by_room >= self.config.max_ai_answers_per_room {
-            return Err(ChatError {
-                message: format!(
-                    "at most {} AI answers per room at once; retry after 1000 ms",
-                    self.config.max_ai_answers_per_room
-                ),
-                ..busy()
-            });
-        }
-        users.insert(user.to_owned(), by_user + 1);
-        rooms.insert(room.to_owned(), by_room + 1);
-        Ok(AiSlot {
-            user: user.to_owned(),
-            room: room.to_owned(),
-            by_user: self.ai_by_user.clone(),
-            by_room: self.ai_by_room.clone(),
-        })
-    }
-}
-
-/// One running AI answer, counted against its user and room until dropped.
-#[derive(Debug)]
-pub struct AiSlot {
-    user: String,
-    room: String,
-    by_user: Arc<Mutex<HashMap<String, u32>>>,
-    by_room: Arc<Mutex<HashMap<String, u32>>>,
-}
-
-impl Drop for AiSlot {
-    fn drop(&mut self) {
-        for (map, key) in [(&self.by_user, &self.user), (&self.by_room, &self.room)] {
-            let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(count) = map.get_mut(key) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    map.remove(key);
-                }
-            }
-        }
     }
 }
 
@@ -305,24 +234,6 @@ mod tests {
             assert!(limits.connection("10.0.0.1".parse().unwrap(), now).is_ok());
         }
         assert!(limits.socket_bucket(now).is_none());
-    }
-
-    #[test]
-    fn ai_slots_count_per_user_and_per_room_and_come_back() {
-        let limits = Limits::new(config());
-        let a1 = limits.ai_slot("ann", "r1").unwrap();
-        let _a2 = limits.ai_slot("ann", "r2").unwrap();
-        assert_eq!(
-            limits.ai_slot("ann", "r3").unwrap_err().code,
-            ErrorCode::RateLimited
-        );
-        let _b1 = limits.ai_slot("bob", "r1").unwrap();
-        let _c1 = limits.ai_slot("cat", "r1").unwrap();
-        let full = limits.ai_slot("dan", "r1").unwrap_err();
-        assert!(full.message.contains("per room"), "{}", full.message);
-        drop(a1);
-        assert!(limits.ai_slot("ann", "r3").is_ok());
-        assert!(limits.ai_slot("dan", "r1").is_ok());
     }
 
     #[test]

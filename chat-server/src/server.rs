@@ -28,7 +28,7 @@ use crate::{
     events, origin,
     secret::Secret,
     state::AppState,
-    store::{MemoryStore, RedisStore},
+    store::{MemoryAnswerSlots, MemoryStore, RedisAnswerSlots, RedisStore},
     web,
 };
 
@@ -60,7 +60,8 @@ impl Server {
                     config.room_log_len as usize,
                     config.history_turns as usize,
                 ));
-                let state = AppState::new(config, store, metrics.clone())?;
+                let slots = Arc::new(MemoryAnswerSlots::default());
+                let state = AppState::new(config, store, slots, metrics.clone())?;
                 let (layer, io) = builder.with_state(state).build_layer();
                 io.ns("/", events::on_connect.with(events::register_handlers));
                 Self::assemble(config, layer, io, metrics).await
@@ -83,7 +84,11 @@ impl Server {
                 adapter::watch_health(vec![driver.connection()], metrics.clone());
                 let channels = RedisAdapterConfig::new()
                     .with_prefix(format!("{}-socket.io", config.key_prefix));
-                let state = AppState::new(config, store, metrics.clone())?;
+                let slots = Arc::new(RedisAnswerSlots::new(
+                    driver.connection(),
+                    &config.key_prefix,
+                ));
+                let state = AppState::new(config, store, slots, metrics.clone())?;
                 let (layer, io) = builder
                     .with_adapter::<RedisAdapter<_>>(RedisAdapterCtr::new_with_driver(
                         driver, channels,

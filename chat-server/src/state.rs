@@ -7,13 +7,16 @@ use anyhow::Context;
 
 use crate::{
     admin::metrics::Metrics,
-    ai::{AiProvider, DemoProvider, OpenAiProvider, batcher::BatchConfig, streams::StreamTracker},
+    ai::{
+        AiProvider, DemoProvider, OpenAiProvider, batcher::BatchConfig, slots::AnswerLimiter,
+        streams::StreamTracker,
+    },
     auth::Auth,
     config::{AiProviderKind, Config},
     limits::Limits,
     publish::Publisher,
     secret::Secret,
-    store::RoomStore,
+    store::{AnswerSlots, RoomStore},
 };
 
 /// Environment variable holding the `openai` API key when no key file is given.
@@ -30,16 +33,21 @@ pub struct AppState {
     pub streams: Arc<StreamTracker>,
     /// Token verification (or auth off).
     pub auth: Arc<Auth>,
-    /// Rate and concurrency limits.
+    /// Rate limits.
     pub limits: Arc<Limits>,
+    /// Concurrent AI answers per user and per room, over every server.
+    pub answers: Arc<AnswerLimiter>,
 }
 
 impl AppState {
     pub fn new(
         config: &Config,
         store: Arc<dyn RoomStore>,
+        answer_slots: Arc<dyn AnswerSlots>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
+        let answers = AnswerLimiter::new(answer_slots, &config.limits());
+        answers.keep_alive();
         Ok(Self {
             publisher: Arc::new(Publisher::new(store.clone(), metrics.clone())),
             store,
@@ -52,6 +60,7 @@ impl AppState {
             streams: Arc::default(),
             auth: Arc::new(Auth::from_config(config)?),
             limits: Arc::new(Limits::new(config.limits())),
+            answers,
         })
     }
 }

@@ -1,22 +1,29 @@
 //! The Redis room store against a real redis-server: atomic sequencing under
-//! concurrency, replay and its "too old" rule, bounded history, prefixes.
+//! concurrency, replay and its "too old" rule, bounded history, prefixes, and
+//! running AI answers counted over every server.
 
 use std::sync::Arc;
 
 use chat_server::{
     adapter::RedisConnection,
     protocol::{ChatMessage, MessageKind, RoomEvent},
-    store::{RedisStore, ReplayError, Role, RoomStore, Turn},
+    store::{
+        AnswerRef, AnswerSlots, Busy, RedisAnswerSlots, RedisStore, ReplayError, Role, RoomStore,
+        Turn,
+    },
 };
 use chatscale_tests::RedisServer;
 
-async fn store(redis: &RedisServer, prefix: &str, log_len: usize, turns: usize) -> RedisStore {
-    let conn = RedisConnection::connect(&format!("{}?protocol=resp3", redis.url), false, |_| {
+async fn connection(redis: &RedisServer) -> RedisConnection {
+    RedisConnection::connect(&format!("{}?protocol=resp3", redis.url), false, |_| {
         Ok::<(), ()>(())
     })
     .await
-    .unwrap();
-    RedisStore::new(conn, prefix, log_len, turns)
+    .unwrap()
+}
+
+async fn store(redis: &RedisServer, prefix: &str, log_len: usize, turns: usize) -> RedisStore {
+    RedisStore::new(connection(redis).await, prefix, log_len, turns)
 }
 
 fn line(room: &str, text: &str) -> RoomEvent {
@@ -106,5 +113,76 @@ async fn prefixes_keep_clusters_apart() {
     );
     assert_eq!(green.events_after("room", 0).await.unwrap().len(), 1);
     assert_eq!(blue.last_seq("room").await.unwrap(), 2);
+    redis.stop().await.unwrap();
+}
+
+fn answer(user: &str, room: &str, id: &str) -> AnswerRef {
+    AnswerRef {
+        user: user.into(),
+        room: room.into(),
+        id: id.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answer_slots_are_shared_by_servers_with_one_prefix() {
+    let redis = RedisServer::start().await.unwrap();
+    // Two servers of one cluster, each with its own connection, and another cluster.
+    let one = RedisAnswerSlots::new(connection(&redis).await, "blue");
+    let two = RedisAnswerSlots::new(connection(&redis).await, "blue");
+    let other = RedisAnswerSlots::new(connection(&redis).await, "green");
+    let (per_user, per_room) = (1, 2);
+
+    let ann = answer("ann", "r1", "a1");
+    assert_eq!(one.reserve(&ann, per_user, per_room).await.unwrap(), Ok(()));
+    let ann_elsewhere = answer("ann", "r2", "a2");
+    assert_eq!(
+        two.reserve(&ann_elsewhere, per_user, per_room)
+            .await
+            .unwrap(),
+        Err(Busy::User)
+    );
+    assert_eq!(
+        other
+            .reserve(&ann_elsewhere, per_user, per_room)
+            .await
+            .unwrap(),
+        Ok(()),
+        "another prefix counts apart"
+    );
+    assert_eq!(
+        two.reserve(&answer("bob", "r1", "b1"), per_user, per_room)
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    // The room is full: cat is refused, and the place her user key took is given back.
+    assert_eq!(
+        one.reserve(&answer("cat", "r1", "c1"), per_user, per_room)
+            .await
+            .unwrap(),
+        Err(Busy::Room)
+    );
+    assert_eq!(
+        two.reserve(&answer("cat", "r3", "c2"), per_user, per_room)
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    // Renewing keeps an answer counted; releasing it on any server frees the place.
+    one.renew(std::slice::from_ref(&ann)).await.unwrap();
+    assert_eq!(
+        two.reserve(&ann_elsewhere, per_user, per_room)
+            .await
+            .unwrap(),
+        Err(Busy::User)
+    );
+    one.release(&ann).await.unwrap();
+    assert_eq!(
+        two.reserve(&ann_elsewhere, per_user, per_room)
+            .await
+            .unwrap(),
+        Ok(())
+    );
     redis.stop().await.unwrap();
 }

@@ -8,6 +8,8 @@ import { connect, ask, record } from './lib/client.mjs';
 import { startRedis, startRedisCluster } from './lib/redis.mjs';
 import { startFakeOpenAi } from './lib/fake-openai.mjs';
 import { waitFor } from './lib/wait.mjs';
+import { signJwt, nowSec } from './lib/jwt.mjs';
+import { randomBytes } from 'node:crypto';
 
 const cleanups = [];
 after(async () => { for (const c of cleanups.reverse()) await c(); });
@@ -199,6 +201,43 @@ test('Redis killed mid-run and restarted: servers survive and recover by themsel
   for (const s of servers) assert.ok(s.alive(), 'no chat-server restarted');
   const m = await scrapeMetrics(servers[0].adminUrl);
   assert.ok(m.get('chat_redis_errors_total') > 0);
+});
+
+test('concurrent AI answers are counted over every server; a dead server\'s answers stop counting', async () => {
+  const secret = randomBytes(32).toString('hex');
+  const { servers: [one, two] } = await cluster(2, [
+    '--max-ai-answers-per-user', '1', '--max-ai-answers-per-room', '2',
+    '--demo-answer-tokens', '200', '--demo-tokens-per-sec', '20',
+  ], { env: { CHAT_JWT_SECRET: secret } });
+  const as = async (server, sub) => {
+    const token = signJwt({ sub, exp: nowSec() + 300, rooms: ['*'] }, { key: secret });
+    const socket = await connect(server.url, { auth: { token } });
+    cleanups.push(() => socket.close());
+    assert.ok((await ask(socket, 'join', { room: 'ai' })).ok);
+    return socket;
+  };
+  const [annOnOne, annOnTwo, bobOnTwo, catOnOne] = [await as(one, 'ann'), await as(two, 'ann'), await as(two, 'bob'), await as(one, 'cat')];
+  const first = await ask(annOnOne, 'ai-query', { room: 'ai', prompt: 'a ten-second answer' });
+  assert.ok(first.ok, JSON.stringify(first));
+  const again = await ask(annOnTwo, 'ai-query', { room: 'ai', prompt: 'ann again, through the other server' });
+  assert.equal(again.error?.code, 'rate_limited', JSON.stringify(again));
+  assert.match(again.error.message, /per user/);
+  assert.ok((await ask(bobOnTwo, 'ai-query', { room: 'ai', prompt: 'bob' })).ok);
+  const third = await ask(catOnOne, 'ai-query', { room: 'ai', prompt: 'cat' });
+  assert.equal(third.error?.code, 'rate_limited', JSON.stringify(third));
+  assert.match(third.error.message, /per room/);
+
+  // Ann's server dies mid-answer: her place comes back when its lease lapses
+  // (5 s after the last renewal), not when the 10-second answer would have ended.
+  const killedAt = performance.now();
+  await one.kill('SIGKILL');
+  const freed = await waitFor(async () => {
+    const retry = await ask(annOnTwo, 'ai-query', { room: 'ai', prompt: 'after the crash' });
+    if (retry.ok) return performance.now() - killedAt;
+    assert.equal(retry.error?.code, 'rate_limited', JSON.stringify(retry));
+    return false;
+  }, { timeoutMs: 15_000, everyMs: 200, what: "ann's place to come back" });
+  assert.ok(freed > 1_000 && freed < 8_000, `freed ${Math.round(freed)} ms after the crash`);
 });
 
 test('Redis Cluster mode: sharded pub/sub and per-room slots across three shards', async () => {

@@ -6,6 +6,7 @@ pub mod answer;
 pub mod batcher;
 mod demo;
 mod openai;
+pub mod slots;
 pub mod streams;
 
 pub use demo::DemoProvider;

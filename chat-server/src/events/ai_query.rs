@@ -17,6 +17,7 @@ use crate::{
     auth::Session,
     protocol::{AiQueryRequest, ChatError, MessageKind},
     state::AppState,
+    store::AnswerRef,
 };
 
 const EVENT: &str = "ai-query";
@@ -48,11 +49,17 @@ async fn ask<A: Adapter, E: std::fmt::Display>(
     let AiQueryRequest { room, prompt } = validate::ai_query(data)?;
     session.may_use(&room)?;
     validate::joined(socket, &room)?;
-    let slot = state
-        .limits
-        .ai_slot(&session.sender(socket.id.as_str()), &room)?;
-
     let history = state.store.recent_turns(&room).await?;
+    let stream_id = uuid::Uuid::new_v4().to_string();
+    let slot = state
+        .answers
+        .reserve(AnswerRef {
+            user: session.sender(socket.id.as_str()),
+            room: room.clone(),
+            id: stream_id.clone(),
+        })
+        .await?;
+
     let question = message::post(
         session.sender(socket.id.as_str()),
         &io,
@@ -64,7 +71,6 @@ async fn ask<A: Adapter, E: std::fmt::Display>(
     )
     .await;
 
-    let stream_id = uuid::Uuid::new_v4().to_string();
     let request = AiRequest { history, prompt };
     let answer = answer::stream(
         io,

@@ -4,9 +4,11 @@
 //! from. The in-memory store serves a single server; the Redis store serves
 //! many servers as one.
 
+mod answer_slots;
 mod memory;
 mod redis;
 
+pub use answer_slots::{AnswerRef, AnswerSlots, Busy, MemoryAnswerSlots, RedisAnswerSlots};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
