@@ -151,10 +151,16 @@ pub struct Config {
     pub jwt_secret_file: Option<PathBuf>,
 
     /// File holding the RS256/ES256 public key(s): one PEM public key, or a JWKS
-    /// document (`{"keys": [...]}`, matched by `kid`). Read at start-up, never
+    /// document (`{"keys": [...]}`, matched by `kid`). Read from disk, never
     /// fetched from the network.
     #[arg(long, env = "CHAT_JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<PathBuf>,
+
+    /// How often the JWT key file is read again, so rotated keys (e.g. an
+    /// updated Kubernetes Secret) take effect without a restart; `0` reads it
+    /// only at start-up. Invalid new contents keep the previous keys.
+    #[arg(long, env = "CHAT_JWT_KEY_RELOAD", default_value = "30s", value_parser = duration)]
+    pub jwt_key_reload: Duration,
 
     /// Required `iss` of every token, when set.
     #[arg(long, env = "CHAT_JWT_ISSUER")]

@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { io } from 'socket.io-client';
@@ -223,6 +223,35 @@ test('auth required without a key refuses to start; a short secret too', async (
   await assert.rejects(startServer(['--auth', 'required']), /needs a key/);
   await writeFile(join(dir, 'short'), 'too-short');
   await assert.rejects(startServer(['--jwt-secret-file', join(dir, 'short')]), /at least 32 bytes/);
+});
+
+test('a rotated key file takes effect without a restart; invalid new contents keep the old key', async () => {
+  const file = join(dir, 'rotating');
+  const [oldKey, newKey] = [randomBytes(32).toString('hex'), randomBytes(32).toString('hex')];
+  // Like the kubelet updating a mounted Secret: new contents appear at once.
+  const replace = async (contents) => { await writeFile(`${file}.tmp`, contents); await rename(`${file}.tmp`, file); };
+  await replace(oldKey);
+  const server = await start(['--jwt-secret-file', file, '--jwt-key-reload', '100ms']);
+  const signed = (key) => {
+    const token = signJwt({ sub: 'ann', exp: nowSec() + 300, rooms: ['*'] }, { key });
+    issued.push(token);
+    return { auth: { token } };
+  };
+  const accepted = (key) => connect(server.url, signed(key)).then((s) => { s.close(); return true; }, () => false);
+
+  const before = await connect(server.url, signed(oldKey));
+  assert.match(await refusal(server.url, signed(newKey)), /bad signature/);
+  await replace(newKey);
+  await waitFor(() => accepted(newKey), { what: 'the new key to take effect' });
+  assert.match(await refusal(server.url, signed(oldKey)), /bad signature/, 'the old key no longer verifies');
+  assert.ok((await ask(before, 'join', { room: 'kept' })).ok, 'a socket authenticated before the rotation keeps its session');
+  before.close();
+
+  await replace('too short to be a key');
+  await waitFor(() => /holds no valid keys; keeping the previous keys/.test(server.logs()), { what: 'the warning' });
+  assert.ok(await accepted(newKey), 'the last valid key still verifies');
+  assert.match(server.logs(), /JWT keys reloaded/);
+  for (const key of [oldKey, newKey]) assert.ok(!server.logs().includes(key), 'no key is logged');
 });
 
 test('the demo default stays auth off, and says so on start-up and on the page', async () => {

@@ -4,7 +4,10 @@
 //! small leeway), `nbf`, and the issuer and audience when configured; `sub`
 //! is required and becomes the user's identity.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context, bail};
 use jsonwebtoken::{
@@ -83,32 +86,55 @@ impl std::fmt::Debug for Verifier {
 }
 
 /// Where the verification keys come from.
-pub enum KeySource<'a> {
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// An HS256 secret from the environment (fixed for the process's life).
     Secret(Secret),
-    PublicKeyFile(&'a Path),
+    /// A file holding the HS256 secret.
+    SecretFile(PathBuf),
+    /// A file holding one PEM public key or a JWKS document.
+    PublicKeyFile(PathBuf),
 }
 
-pub struct VerifierConfig<'a> {
-    pub keys: KeySource<'a>,
+impl KeySource {
+    /// The key file, if the keys come from one (and may be rotated there).
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Self::Secret(_) => None,
+            Self::SecretFile(path) | Self::PublicKeyFile(path) => Some(path),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifierConfig {
+    pub keys: KeySource,
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub rooms_claim: String,
     pub leeway: Duration,
 }
 
+fn secret_key(secret: &Secret) -> anyhow::Result<Vec<Key>> {
+    if secret.expose().len() < MIN_SECRET_BYTES {
+        bail!("the HS256 secret must be at least {MIN_SECRET_BYTES} bytes long");
+    }
+    Ok(vec![Key {
+        kid: None,
+        algorithm: Algorithm::HS256,
+        key: DecodingKey::from_secret(secret.expose().as_bytes())?,
+    }])
+}
+
 impl Verifier {
-    pub fn new(config: VerifierConfig<'_>) -> anyhow::Result<Self> {
-        let keys = match config.keys {
-            KeySource::Secret(secret) => {
-                if secret.expose().len() < MIN_SECRET_BYTES {
-                    bail!("the HS256 secret must be at least {MIN_SECRET_BYTES} bytes long");
-                }
-                vec![Key {
-                    kid: None,
-                    algorithm: Algorithm::HS256,
-                    key: DecodingKey::from_secret(secret.expose().as_bytes())?,
-                }]
-            }
+    /// Reads the keys (from their file, if any) and checks them.
+    pub fn new(config: VerifierConfig) -> anyhow::Result<Self> {
+        let keys = match &config.keys {
+            KeySource::Secret(secret) => secret_key(secret)?,
+            KeySource::SecretFile(path) => secret_key(
+                &Secret::from_file(path)
+                    .with_context(|| format!("reading the JWT secret file {}", path.display()))?,
+            )?,
             KeySource::PublicKeyFile(path) => {
                 let text = std::fs::read(path).with_context(|| {
                     format!("reading the JWT public key file {}", path.display())

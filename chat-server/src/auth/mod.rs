@@ -8,6 +8,7 @@
 
 pub mod jwt;
 pub mod rooms;
+pub mod rotation;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -18,15 +19,16 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use axum::extract::ConnectInfo;
 use axum::http::{self, HeaderMap, header};
 use serde_json::Value;
 use tokio::time::Instant;
 
 use self::{
-    jwt::{KeySource, TokenError, Verifier, VerifierConfig},
+    jwt::{KeySource, TokenError, VerifierConfig},
     rooms::RoomGrants,
+    rotation::Keys,
 };
 use crate::{
     config::{AuthMode, Config},
@@ -59,21 +61,18 @@ pub fn mode(config: &Config) -> AuthMode {
 /// How the server authenticates: `None` is auth off.
 #[derive(Debug)]
 pub struct Auth {
-    verifier: Option<Verifier>,
+    keys: Option<Arc<Keys>>,
 }
 
 impl Auth {
     pub fn off() -> Self {
-        Self { verifier: None }
+        Self { keys: None }
     }
 
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         let keys = match (&config.jwt_secret_file, &config.jwt_public_key_file) {
-            (Some(path), _) => Some(KeySource::Secret(
-                Secret::from_file(path)
-                    .with_context(|| format!("reading the JWT secret file {}", path.display()))?,
-            )),
-            (None, Some(path)) => Some(KeySource::PublicKeyFile(path)),
+            (Some(path), _) => Some(KeySource::SecretFile(path.clone())),
+            (None, Some(path)) => Some(KeySource::PublicKeyFile(path.clone())),
             (None, None) => Secret::from_env(JWT_SECRET_ENV).map(KeySource::Secret),
         };
         let mode = mode(config);
@@ -87,20 +86,22 @@ impl Auth {
             (AuthMode::Required, None) => bail!(
                 "--auth required needs a key: --jwt-secret-file, --jwt-public-key-file or {JWT_SECRET_ENV}"
             ),
-            (AuthMode::Required, Some(keys)) => Ok(Self {
-                verifier: Some(Verifier::new(VerifierConfig {
+            (AuthMode::Required, Some(keys)) => {
+                let keys = Arc::new(Keys::load(VerifierConfig {
                     keys,
                     issuer: config.jwt_issuer.clone(),
                     audience: config.jwt_audience.clone(),
                     rooms_claim: config.jwt_rooms_claim.clone(),
                     leeway: config.jwt_leeway,
-                })?),
-            }),
+                })?);
+                keys.watch(config.jwt_key_reload);
+                Ok(Self { keys: Some(keys) })
+            }
         }
     }
 
     pub fn required(&self) -> bool {
-        self.verifier.is_some()
+        self.keys.is_some()
     }
 
     /// The session of a new connection, or why it is refused. `auth` is the
@@ -111,9 +112,10 @@ impl Auth {
         headers: &HeaderMap,
         limits: &Arc<Limits>,
     ) -> Result<Session, Refusal> {
-        let Some(verifier) = &self.verifier else {
+        let Some(keys) = &self.keys else {
             return Ok(Session::new(None, RoomGrants::all(), None, limits));
         };
+        let verifier = keys.current();
         let token = bearer_token(auth, headers).ok_or(Refusal::Token(TokenError::Missing))?;
         let claims = verifier.verify(token).map_err(Refusal::Token)?;
         let expires = UNIX_EPOCH + Duration::from_secs(claims.exp) + verifier.leeway();
