@@ -159,14 +159,16 @@ impl Default for RedisSpec {
 }
 
 /// A Redis StatefulSet run by the operator.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedRedis {
     /// Redis image (Redis 7 or newer).
     #[serde(default = "default_redis_image")]
     pub image: String,
-    /// Size of the persistent volume for the append-only file.
+    /// Size of the persistent volume for the append-only file. Fixed once the
+    /// cluster exists: a StatefulSet's volume claim template cannot change.
     #[serde(default = "default_redis_storage")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("redis.managed.storage cannot change after creation: a StatefulSet's volume claim template is immutable (resize the PersistentVolumeClaim itself)"))]
     pub storage: String,
     /// Compute resources of the Redis container.
     #[serde(default = "default_redis_resources")]
@@ -609,6 +611,29 @@ mod auth_tests {
         ] {
             assert!(cluster(ok).validate_cel().is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn managed_redis_storage_is_fixed_once_created() {
+        let with_storage = |storage: &str| {
+            let yaml = format!(
+                "apiVersion: chatscale.dev/v1alpha1\nkind: ChatCluster\nmetadata: {{name: team, namespace: apps}}\nspec: {{routing: {{host: chat.example.com}}, redis: {{managed: {{storage: {storage}}}}}}}\n"
+            );
+            serde_saphyr::from_str::<ChatCluster>(&yaml).expect("test manifest parses")
+        };
+        let (old, bigger) = (with_storage("1Gi"), with_storage("5Gi"));
+        let refused = bigger.validate_cel_update(&old).unwrap_err().to_string();
+        assert!(
+            refused.contains("redis.managed.storage cannot change"),
+            "{refused}"
+        );
+        assert!(
+            bigger.validate_cel().is_ok(),
+            "a new cluster may pick any size"
+        );
+        let mut other_change = old.clone();
+        other_change.spec.redis.managed.as_mut().unwrap().image = "redis:7.2".into();
+        assert!(other_change.validate_cel_update(&old).is_ok());
     }
 
     #[test]
