@@ -50,8 +50,9 @@ pub struct Config {
     #[arg(long, env = "CHAT_KEY_PREFIX", default_value = "chatscale", value_parser = key_prefix)]
     pub key_prefix: String,
 
-    /// Which model answers `ai-query`: the built-in `demo` (no network) or any
-    /// OpenAI-compatible `/v1/chat/completions` endpoint (`openai`).
+    /// Which model answers `ai-query`: the built-in `demo` (no network), any
+    /// OpenAI-compatible `/v1/chat/completions` endpoint (`openai`), or Claude
+    /// through the Anthropic Messages API (`anthropic`).
     #[arg(long, env = "CHAT_AI_PROVIDER", value_enum, default_value_t = AiProviderKind::Demo)]
     pub ai_provider: AiProviderKind,
 
@@ -93,6 +94,33 @@ pub struct Config {
     /// so it does not show in `ps`). The key never appears in logs, metrics or events.
     #[arg(long, env = "CHAT_OPENAI_API_KEY_FILE")]
     pub openai_api_key_file: Option<PathBuf>,
+
+    /// Base URL of the Anthropic API (or a compatible gateway).
+    #[arg(
+        long,
+        env = "CHAT_ANTHROPIC_BASE_URL",
+        default_value = "https://api.anthropic.com"
+    )]
+    pub anthropic_base_url: String,
+
+    /// Claude model name sent to the Anthropic API.
+    #[arg(
+        long,
+        env = "CHAT_ANTHROPIC_MODEL",
+        default_value = "claude-sonnet-4-5"
+    )]
+    pub anthropic_model: String,
+
+    /// Longest answer the Anthropic API may write, in tokens (`max_tokens`).
+    #[arg(long, env = "CHAT_ANTHROPIC_MAX_TOKENS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=128_000))]
+    pub anthropic_max_tokens: u32,
+
+    /// File holding the API key for the `anthropic` provider. Without it the key
+    /// is read from the CHAT_ANTHROPIC_API_KEY environment variable (never from a
+    /// flag). The key never appears in logs, metrics or events.
+    #[arg(long, env = "CHAT_ANTHROPIC_API_KEY_FILE")]
+    pub anthropic_api_key_file: Option<PathBuf>,
 
     /// How many recent turns of a room's conversation go into an AI prompt.
     #[arg(long, env = "CHAT_HISTORY_TURNS", default_value_t = 20,
@@ -245,6 +273,8 @@ pub enum AiProviderKind {
     Demo,
     /// Any OpenAI-compatible streaming chat completions endpoint.
     Openai,
+    /// Claude through the Anthropic Messages API.
+    Anthropic,
 }
 
 /// How log lines are written.

@@ -8,8 +8,8 @@ use anyhow::Context;
 use crate::{
     admin::metrics::Metrics,
     ai::{
-        AiProvider, DemoProvider, OpenAiProvider, batcher::BatchConfig, slots::AnswerLimiter,
-        streams::StreamTracker,
+        AiProvider, AnthropicProvider, DemoProvider, OpenAiProvider, batcher::BatchConfig,
+        slots::AnswerLimiter, streams::StreamTracker,
     },
     auth::Auth,
     config::{AiProviderKind, Config},
@@ -21,6 +21,9 @@ use crate::{
 
 /// Environment variable holding the `openai` API key when no key file is given.
 pub const OPENAI_API_KEY_ENV: &str = "CHAT_OPENAI_API_KEY";
+
+/// Environment variable holding the `anthropic` API key when no key file is given.
+pub const ANTHROPIC_API_KEY_ENV: &str = "CHAT_ANTHROPIC_API_KEY";
 
 #[derive(Clone)]
 pub struct AppState {
@@ -71,23 +74,45 @@ fn ai_provider(config: &Config) -> anyhow::Result<Arc<dyn AiProvider>> {
             config.demo_tokens_per_sec,
             config.demo_answer_tokens,
         )),
-        AiProviderKind::Openai => {
-            let api_key = match &config.openai_api_key_file {
-                Some(path) => Some(Secret::from_file(path).with_context(|| {
-                    format!("reading the OpenAI API key file {}", path.display())
-                })?),
-                None => Secret::from_env(OPENAI_API_KEY_ENV),
-            };
-            if api_key.is_none() {
-                tracing::warn!(
-                    "no API key for the openai provider (--openai-api-key-file or {OPENAI_API_KEY_ENV}); requests go without one"
-                );
-            }
-            Arc::new(OpenAiProvider::new(
-                &config.openai_base_url,
-                &config.openai_model,
-                api_key,
-            )?)
-        }
+        AiProviderKind::Openai => Arc::new(OpenAiProvider::new(
+            &config.openai_base_url,
+            &config.openai_model,
+            api_key(
+                "openai",
+                config.openai_api_key_file.as_deref(),
+                OPENAI_API_KEY_ENV,
+            )?,
+        )?),
+        AiProviderKind::Anthropic => Arc::new(AnthropicProvider::new(
+            &config.anthropic_base_url,
+            &config.anthropic_model,
+            config.anthropic_max_tokens,
+            api_key(
+                "anthropic",
+                config.anthropic_api_key_file.as_deref(),
+                ANTHROPIC_API_KEY_ENV,
+            )?,
+        )?),
     })
+}
+
+/// A provider's API key from its file, else from `env`; a warning without one.
+fn api_key(
+    provider: &str,
+    file: Option<&std::path::Path>,
+    env: &str,
+) -> anyhow::Result<Option<Secret>> {
+    let key =
+        match file {
+            Some(path) => Some(Secret::from_file(path).with_context(|| {
+                format!("reading the {provider} API key file {}", path.display())
+            })?),
+            None => Secret::from_env(env),
+        };
+    if key.is_none() {
+        tracing::warn!(
+            "no API key for the {provider} provider (--{provider}-api-key-file or {env}); requests go without one"
+        );
+    }
+    Ok(key)
 }

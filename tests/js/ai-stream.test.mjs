@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer, scrapeMetrics } from './lib/server.mjs';
 import { connect, ask, record } from './lib/client.mjs';
-import { startFakeOpenAi } from './lib/fake-openai.mjs';
+import { startFakeOpenAi, startFakeAnthropic } from './lib/fake-ai.mjs';
 
 const API_KEY = 'sk-test-DO-NOT-LEAK-4f9a2c';
 const cleanups = [];
@@ -184,6 +184,65 @@ test('openai provider: an answer that fails halfway ends with done and an error'
   assert.ok(!JSON.stringify(recorders.map((r) => r.chunks)).includes(API_KEY));
   // The server keeps serving after provider failures.
   assert.ok((await ask(sockets[0], 'message', { room: 'broken', text: 'still here' })).ok);
+  await server.stop();
+  assert.ok(!server.logs().includes(API_KEY), 'logs do not carry the key');
+});
+
+test('anthropic provider: Claude streams through the Messages API; an error event ends the answer', async () => {
+  const tokens = Array.from({ length: 60 }, (_, i) => ({ text: `c${i} `, at: i * 2 }));
+  let call = 0;
+  const fake = await startFakeAnthropic(() => {
+    call += 1;
+    return call === 2 ? { tokens, errorAfter: 10 } : { tokens };
+  });
+  cleanups.push(() => fake.close());
+  const server = await startServer([
+    '--ai-provider', 'anthropic', '--anthropic-base-url', fake.baseUrl,
+    '--anthropic-model', 'claude-test', '--anthropic-max-tokens', '300',
+  ], { env: { CHAT_ANTHROPIC_API_KEY: API_KEY } });
+  cleanups.push(() => server.stop());
+  const { sockets, recorders } = await joined(server.url, 'claude', 2);
+  await ask(sockets[0], 'message', { room: 'claude', text: 'earlier chat line' });
+  const q = await ask(sockets[0], 'ai-query', { room: 'claude', prompt: 'hello claude' });
+  await Promise.all(recorders.map((r) => r.done(q.ok.streamId)));
+
+  const request = fake.requests[0];
+  assert.equal(request.url, '/v1/messages');
+  assert.equal(request.headers['x-api-key'], API_KEY, 'the key goes in x-api-key');
+  assert.equal(request.headers['anthropic-version'], '2023-06-01');
+  assert.equal(request.body.model, 'claude-test');
+  assert.equal(request.body.max_tokens, 300);
+  assert.equal(request.body.stream, true);
+  assert.equal(typeof request.body.system, 'string');
+  // The chat line and the prompt are neighbouring user turns: joined into one.
+  assert.deepEqual(request.body.messages.map((m) => m.role), ['user']);
+  assert.match(request.body.messages[0].content, /earlier chat line[\s\S]*hello claude$/);
+
+  const full = tokens.map((x) => x.text).join('');
+  for (const r of recorders) {
+    const chunks = r.stream(q.ok.streamId);
+    assertWellFormed(chunks, 'anthropic');
+    assert.equal(chunks.map((c) => c.chunk).join(''), full, 'joined chunks equal the full answer');
+    assert.equal(chunks.at(-1).error, undefined);
+  }
+
+  // The second answer: the API sends its error event after ten tokens.
+  const q2 = await ask(sockets[1], 'ai-query', { room: 'claude', prompt: 'again' });
+  await Promise.all(recorders.map((r) => r.done(q2.ok.streamId)));
+  for (const r of recorders) {
+    const chunks = r.stream(q2.ok.streamId);
+    assertWellFormed(chunks, 'anthropic error');
+    assert.equal(chunks.at(-1).error, 'the AI provider stream broke off');
+    assert.equal(chunks.map((c) => c.chunk).join(''), tokens.slice(0, 10).map((x) => x.text).join(''));
+  }
+  // The first answer joined the history, so the roles alternate.
+  assert.deepEqual(fake.requests[1].body.messages.map((m) => m.role), ['user', 'assistant', 'user']);
+  assert.equal(fake.requests[1].body.messages[1].content, full);
+
+  const m = await scrapeMetrics(server.adminUrl);
+  assert.equal(m.get('chat_ai_streams_total{outcome="complete"}'), 1);
+  assert.equal(m.get('chat_ai_streams_total{outcome="error"}'), 1);
+  assert.ok(!JSON.stringify(recorders.map((r) => r.chunks)).includes(API_KEY), 'no client event carries the key');
   await server.stop();
   assert.ok(!server.logs().includes(API_KEY), 'logs do not carry the key');
 });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { startServer, scrapeMetrics } from './lib/server.mjs';
 import { connect, ask, record } from './lib/client.mjs';
 import { startRedis, startRedisCluster } from './lib/redis.mjs';
-import { startFakeOpenAi } from './lib/fake-openai.mjs';
+import { startFakeOpenAi } from './lib/fake-ai.mjs';
 import { waitFor } from './lib/wait.mjs';
 import { signJwt, nowSec } from './lib/jwt.mjs';
 import { randomBytes } from 'node:crypto';

@@ -3,12 +3,14 @@
 //! delivery happen elsewhere, so a new provider only has to produce tokens.
 
 pub mod answer;
+mod anthropic;
 pub mod batcher;
 mod demo;
 mod openai;
 pub mod slots;
 pub mod streams;
 
+pub use anthropic::AnthropicProvider;
 pub use demo::DemoProvider;
 pub use openai::OpenAiProvider;
 
@@ -17,6 +19,10 @@ use std::pin::Pin;
 use futures::Stream;
 
 use crate::store::Turn;
+
+/// The instructions every hosted model gets before the conversation.
+const SYSTEM_PROMPT: &str = "You are a helpful assistant taking part in a group chat. \
+Answer the last user message; earlier messages are the room's recent conversation.";
 
 /// What a provider is asked: the room's recent conversation, then the prompt.
 #[derive(Debug, Clone)]

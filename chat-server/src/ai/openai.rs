@@ -9,11 +9,8 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AiError, AiProvider, AiRequest, TokenStream};
+use super::{AiError, AiProvider, AiRequest, SYSTEM_PROMPT, TokenStream};
 use crate::{secret::Secret, store::Role};
-
-const SYSTEM_PROMPT: &str = "You are a helpful assistant taking part in a group chat. \
-Answer the last user message; earlier messages are the room's recent conversation.";
 
 pub struct OpenAiProvider {
     client: reqwest::Client,

@@ -517,10 +517,12 @@ fn default_drain_rate() -> i32 {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AiSpec {
-    /// `demo` (built in, no network) or `openai` (any OpenAI-compatible endpoint).
+    /// `demo` (built in, no network), `openai` (any OpenAI-compatible endpoint)
+    /// or `anthropic` (Claude through the Anthropic Messages API).
     #[serde(default)]
     pub provider: AiProvider,
-    /// API root of the OpenAI-compatible endpoint, e.g. `https://api.openai.com/v1`.
+    /// API root: for `openai` e.g. `https://api.openai.com/v1` (the default),
+    /// for `anthropic` e.g. `https://api.anthropic.com` (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
     /// Model name.
@@ -538,6 +540,7 @@ pub enum AiProvider {
     #[default]
     Demo,
     Openai,
+    Anthropic,
 }
 
 /// Authentication of chat clients. The keys come from Secrets, mounted into

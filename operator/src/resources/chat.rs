@@ -175,30 +175,35 @@ impl Wiring {
 
     fn ai(&mut self, cc: &ChatCluster) -> Result<(), SpecError> {
         let ai = &cc.spec.ai;
-        if ai.provider == AiProvider::Demo {
-            self.env.push(env("CHAT_AI_PROVIDER", "demo"));
-            return Ok(());
-        }
-        self.env.push(env("CHAT_AI_PROVIDER", "openai"));
+        let (provider, vars) = match ai.provider {
+            AiProvider::Demo => {
+                self.env.push(env("CHAT_AI_PROVIDER", "demo"));
+                return Ok(());
+            }
+            AiProvider::Openai => ("openai", "CHAT_OPENAI"),
+            AiProvider::Anthropic => ("anthropic", "CHAT_ANTHROPIC"),
+        };
+        self.env.push(env("CHAT_AI_PROVIDER", provider));
         if let Some(base_url) = &ai.base_url {
-            self.env.push(env("CHAT_OPENAI_BASE_URL", base_url));
+            self.env.push(env(&format!("{vars}_BASE_URL"), base_url));
         }
         if let Some(model) = &ai.model {
-            self.env.push(env("CHAT_OPENAI_MODEL", model));
+            self.env.push(env(&format!("{vars}_MODEL"), model));
         }
         match (&ai.api_key_secret_ref, &ai.base_url) {
             (Some(key), _) => {
-                self.env
-                    .push(env("CHAT_OPENAI_API_KEY_FILE", format!("{AI_DIR}/api-key")));
+                self.env.push(env(
+                    &format!("{vars}_API_KEY_FILE"),
+                    format!("{AI_DIR}/api-key"),
+                ));
                 self.mount("ai-api-key", AI_DIR, key.name.clone(), &key.key, "api-key");
             }
-            // A self-hosted endpoint (vLLM, Ollama ...) often needs no key.
+            // A self-hosted endpoint or gateway (vLLM, Ollama, LiteLLM ...) often needs no key.
             (None, Some(_)) => {}
             (None, None) => {
-                return Err(SpecError(
-                    "ai.provider openai needs ai.apiKeySecretRef (or ai.baseUrl for an endpoint without a key)"
-                        .into(),
-                ));
+                return Err(SpecError(format!(
+                    "ai.provider {provider} needs ai.apiKeySecretRef (or ai.baseUrl for an endpoint without a key)"
+                )));
             }
         }
         Ok(())
@@ -725,6 +730,31 @@ mod tests {
             Some("http://ollama:11434/v1")
         );
         assert!(!env.contains_key("CHAT_OPENAI_API_KEY_FILE"));
+    }
+
+    #[test]
+    fn anthropic_gets_its_own_variables_and_the_key_as_a_file() {
+        let cc = with_spec(
+            "ai: {provider: anthropic, model: claude-sonnet-4-5, apiKeySecretRef: {name: anthropic, key: apiKey}}",
+        );
+        let env = env_of(&container(&cc));
+        assert_eq!(value(&env, "CHAT_AI_PROVIDER"), Some("anthropic"));
+        assert_eq!(
+            value(&env, "CHAT_ANTHROPIC_MODEL"),
+            Some("claude-sonnet-4-5")
+        );
+        assert_eq!(
+            value(&env, "CHAT_ANTHROPIC_API_KEY_FILE"),
+            Some("/var/run/chatscale/ai/api-key")
+        );
+        assert!(env.keys().all(|k| !k.starts_with("CHAT_OPENAI")));
+        assert!(!env.contains_key("CHAT_ANTHROPIC_API_KEY"));
+        let err = objects(&with_spec("ai: {provider: anthropic}"), &generated()).unwrap_err();
+        assert!(
+            err.0
+                .contains("ai.provider anthropic needs ai.apiKeySecretRef"),
+            "{err}"
+        );
     }
 
     #[test]
