@@ -72,6 +72,7 @@ fn every_invalid_example_is_refused_with_a_reason() {
             "drain-timeout-too-long.yaml",
             "drain.timeoutSeconds must be 1..3600",
         ),
+        ("host-too-long.yaml", "is longer than 253 characters"),
         (
             "ingress-and-gateway.yaml",
             "at most one of routing.ingress and routing.gateway",

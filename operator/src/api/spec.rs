@@ -168,6 +168,7 @@ pub struct ManagedRedis {
     /// Size of the persistent volume for the append-only file. Fixed once the
     /// cluster exists: a StatefulSet's volume claim template cannot change.
     #[serde(default = "default_redis_storage")]
+    #[schemars(length(max = 64))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("redis.managed.storage cannot change after creation: a StatefulSet's volume claim template is immutable (resize the PersistentVolumeClaim itself)"))]
     pub storage: String,
     /// Compute resources of the Redis container.
@@ -213,7 +214,9 @@ pub struct ExternalRedis {
 #[x_kube(validation = Rule::new("!(has(self.ingress) && has(self.gateway))").message("set at most one of routing.ingress and routing.gateway"))]
 #[serde(rename_all = "camelCase")]
 pub struct RoutingSpec {
-    /// Public host name, e.g. `chat.example.com`.
+    /// Public host name, e.g. `chat.example.com`. The length bound is DNS's,
+    /// and it also keeps the API server's cost estimate of the rule small.
+    #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("host must be a DNS name"))]
     pub host: String,
     /// Secret with the TLS certificate for `host`; plain HTTP without it.
