@@ -11,6 +11,9 @@
 //! server hangs (SIGSTOP), so its `/metrics` fail: nothing shrinks while the
 //! load is low. It recovers: the two emptiest servers are drained and
 //! stopped, and every remaining client holds every room event exactly once.
+//!
+//! A second test scales on Redis ops/s alone, read from the real Redis's
+//! `INFO stats`: traffic through Redis adds a server, its end removes it.
 
 use std::{
     collections::BTreeSet,
@@ -24,7 +27,7 @@ use async_trait::async_trait;
 use chatscale_operator::{
     api::AutoscalingSpec,
     autoscaler::{
-        collect::Target,
+        collect::{self, Target},
         control::{Autoscaler, Cluster, Metrics},
         drain::{DrainApi, HttpDrainApi, Workload},
     },
@@ -33,6 +36,7 @@ use chatscale_tests::{
     ChatServer, RedisServer, chat_server_bin, free_port, wait_until, workspace_root,
 };
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
     process::{Child, ChildStdin, ChildStdout, Command},
@@ -132,6 +136,8 @@ impl Workload for Pods {
 /// The pods as the autoscaler sees a cluster; Events and status are kept for the asserts.
 struct LocalCluster {
     pods: Arc<Pods>,
+    /// Where Redis ops/s are read (`INFO stats`), when the test scales on them.
+    redis_url: Option<String>,
     events: Mutex<Vec<(Duration, String)>>,
     /// Every status the autoscaler wrote, in order.
     statuses: Mutex<Vec<Value>>,
@@ -139,6 +145,41 @@ struct LocalCluster {
 }
 
 impl LocalCluster {
+    fn new(pods: Arc<Pods>, redis_url: Option<String>) -> Arc<Self> {
+        Arc::new(Self {
+            pods,
+            redis_url,
+            events: Mutex::default(),
+            statuses: Mutex::default(),
+            started: Instant::now(),
+        })
+    }
+
+    /// The operator's control loop on this cluster, one evaluation a second.
+    fn autoscale(
+        self: &Arc<Self>,
+        spec: AutoscalingSpec,
+        metrics: Arc<Metrics>,
+    ) -> tokio::task::JoinHandle<()> {
+        let cluster = self.clone();
+        let dynamic: Arc<dyn Cluster> = self.clone();
+        tokio::spawn(async move {
+            let mut autoscaler = Autoscaler::default();
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                let now = 1 + cluster.started.elapsed().as_secs();
+                let timeout = Duration::from_secs(30);
+                if let Err(error) = autoscaler
+                    .tick(&dynamic, &spec, timeout, &metrics, now)
+                    .await
+                {
+                    eprintln!("autoscaler tick failed: {error:#}");
+                }
+            }
+        })
+    }
+
     fn events(&self) -> Vec<String> {
         self.events
             .lock()
@@ -167,7 +208,7 @@ impl Cluster for LocalCluster {
     }
 
     async fn redis_ops(&self) -> Option<f64> {
-        None
+        collect::redis_ops(self.redis_url.as_deref()?).await
     }
 
     async fn replicas(&self) -> anyhow::Result<i32> {
@@ -247,6 +288,35 @@ async fn signal(name: &str, pid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `slots` port slots of chat-servers on `redis`, with the drain API's token.
+fn pods(redis: &RedisServer, slots: usize) -> anyhow::Result<Arc<Pods>> {
+    let token_file = std::env::temp_dir().join(format!(
+        "chatscale-autoscale-{}-{}",
+        std::process::id(),
+        redis.url.rsplit(':').next().unwrap_or_default()
+    ));
+    std::fs::write(&token_file, TOKEN)?;
+    Ok(Arc::new(Pods {
+        bin: chat_server_bin(),
+        args: [
+            "--redis-url",
+            redis.url.as_str(),
+            "--admin-token-file",
+            token_file.to_str().unwrap(),
+            "--demo-answer-tokens",
+            "40",
+            "--drain-jitter-ms",
+            "500",
+        ]
+        .map(String::from)
+        .to_vec(),
+        slots: (0..slots).map(|_| (free_port(), free_port())).collect(),
+        running: tokio::sync::Mutex::new((0..slots).map(|_| None).collect()),
+        marked: Mutex::default(),
+        removed: Mutex::default(),
+    }))
+}
+
 fn spec() -> AutoscalingSpec {
     let mut spec = AutoscalingSpec {
         enabled: true,
@@ -263,63 +333,18 @@ fn spec() -> AutoscalingSpec {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ramps_up_to_three_servers_and_drains_back_to_one_losing_nothing() -> anyhow::Result<()> {
-    let bin = chat_server_bin();
     let redis = RedisServer::start().await?;
-    let token_file =
-        std::env::temp_dir().join(format!("chatscale-autoscale-{}", std::process::id()));
-    std::fs::write(&token_file, TOKEN)?;
-    let slots: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-    let pods = Arc::new(Pods {
-        bin,
-        args: [
-            "--redis-url",
-            redis.url.as_str(),
-            "--admin-token-file",
-            token_file.to_str().unwrap(),
-            "--demo-answer-tokens",
-            "40",
-            "--drain-jitter-ms",
-            "500",
-        ]
-        .map(String::from)
-        .to_vec(),
-        slots: slots.clone(),
-        running: tokio::sync::Mutex::new(vec![None, None, None]),
-        marked: Mutex::default(),
-        removed: Mutex::default(),
-    });
+    let pods = pods(&redis, 3)?;
     pods.set_replicas(1).await?;
-    let upstreams: Vec<String> = slots
+    let upstreams: Vec<String> = pods
+        .slots
         .iter()
         .map(|(p, _)| format!("127.0.0.1:{p}"))
         .collect();
     let mut fleet = Fleet::start(&upstreams).await?;
-    let cluster = Arc::new(LocalCluster {
-        pods: pods.clone(),
-        events: Mutex::default(),
-        statuses: Mutex::default(),
-        started: Instant::now(),
-    });
+    let cluster = LocalCluster::new(pods.clone(), None);
     let metrics = Arc::new(Metrics::default());
-    let autoscaler = {
-        let (cluster, metrics) = (cluster.clone(), metrics.clone());
-        let dynamic: Arc<dyn Cluster> = cluster.clone();
-        tokio::spawn(async move {
-            let mut autoscaler = Autoscaler::default();
-            let mut every = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                every.tick().await;
-                let now = 1 + cluster.started.elapsed().as_secs();
-                let timeout = Duration::from_secs(30);
-                if let Err(error) = autoscaler
-                    .tick(&dynamic, &spec(), timeout, &metrics, now)
-                    .await
-                {
-                    eprintln!("autoscaler tick failed: {error:#}");
-                }
-            }
-        })
-    };
+    let autoscaler = cluster.autoscale(spec(), metrics.clone());
     eprintln!("nginx at {} in front of {upstreams:?}", fleet.url);
 
     // Ramp: 6 clients a second up to 30, three times the target of one server.
@@ -424,6 +449,95 @@ async fn ramps_up_to_three_servers_and_drains_back_to_one_losing_nothing() -> an
     autoscaler.abort();
     fleet.call(json!({"op": "stop"})).await?;
     let _ = fleet.child.wait().await;
+    pods.set_replicas(0).await?;
+    redis.stop().await?;
+    Ok(())
+}
+
+/// Message throughput alone, seen as Redis ops/s with no connections at all,
+/// scales up; when it ends, the extra server is drained and removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_throughput_alone_scales_up_and_back_down() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let pods = pods(&redis, 2)?;
+    pods.set_replicas(1).await?;
+    let cluster = LocalCluster::new(pods.clone(), Some(redis.url.clone()));
+    let mut spec = AutoscalingSpec {
+        enabled: true,
+        min_replicas: 1,
+        max_replicas: 2,
+        target_connections_per_pod: 1000,
+        target_redis_ops_per_pod: 1000,
+        interval_seconds: 1,
+        ..Default::default()
+    };
+    spec.behavior.scale_down.stabilization_window_seconds = 3;
+    let autoscaler = cluster.autoscale(spec, Arc::new(Metrics::default()));
+
+    // Traffic through Redis: pipelines of 50 INCRs back to back (thousands of ops/s).
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut conn = redis::Client::open(redis.url.as_str())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let traffic = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut pipe = redis::pipe();
+            for _ in 0..50 {
+                pipe.cmd("INCR").arg("traffic").ignore();
+            }
+            while !stop.load(Ordering::Relaxed) {
+                let () = pipe.query_async(&mut conn).await.unwrap();
+            }
+        }
+    });
+    let up = wait_until("2 servers", Duration::from_secs(30), || async {
+        pods.live().await == 2
+    })
+    .await?;
+    let last_reason = || {
+        cluster
+            .statuses
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find_map(|s| s["lastScaleReason"].as_str().map(String::from))
+    };
+    // The status follows the scale.
+    wait_until("the scale in status", Duration::from_secs(10), || async {
+        last_reason().is_some()
+    })
+    .await?;
+    let reason = last_reason().unwrap_or_default();
+    eprintln!("scaled up after {up:?}: {reason}");
+    assert!(reason.contains("Redis"), "scaled on Redis ops/s: {reason}");
+
+    stop.store(true, Ordering::Relaxed);
+    traffic.await?;
+    let down = wait_until("1 server", Duration::from_secs(60), || async {
+        pods.live().await == 1
+    })
+    .await?;
+    eprintln!("back to 1 server {down:?} after the traffic stopped");
+    wait_until("ScaledDown", Duration::from_secs(10), || async {
+        cluster.events().contains(&"ScaledDown".to_owned())
+    })
+    .await?;
+    let events = cluster.events();
+    for reason in ["ScaledUp", "DrainStarted", "DrainCompleted", "ScaledDown"] {
+        assert!(
+            events.contains(&reason.to_owned()),
+            "{reason} in {events:?}"
+        );
+    }
+    let removed = pods.removed.lock().unwrap().clone();
+    assert!(
+        removed.len() == 1 && removed[0].1,
+        "one marked pod went: {removed:?}"
+    );
+
+    autoscaler.abort();
     pods.set_replicas(0).await?;
     redis.stop().await?;
     Ok(())
