@@ -3,14 +3,11 @@
 //! yields the text of each `content_block_delta` as a token; `message_stop`
 //! ends the answer, an `error` event ends it early.
 
-use std::time::Duration;
-
-use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AiError, AiProvider, AiRequest, SYSTEM_PROMPT, TokenStream};
+use super::{AiError, AiProvider, AiRequest, SYSTEM_PROMPT, TokenStream, sse};
 use crate::{secret::Secret, store::Role};
 
 /// The Messages API version this provider speaks.
@@ -32,12 +29,8 @@ impl AnthropicProvider {
         max_tokens: u32,
         api_key: Option<Secret>,
     ) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(120))
-            .build()?;
         Ok(Self {
-            client,
+            client: sse::client()?,
             url: format!("{}/v1/messages", base_url.trim_end_matches('/')),
             model: model.to_owned(),
             max_tokens,
@@ -113,31 +106,16 @@ impl AiProvider for AnthropicProvider {
             http = http.header("x-api-key", key.expose());
         }
         Box::pin(async_stream::stream! {
-            let response = match http.send().await {
-                Ok(response) => response,
-                Err(error) => {
-                    tracing::warn!(%error, "AI provider request failed");
-                    yield Err(AiError::Unreachable);
-                    return;
-                }
-            };
-            let status = response.status();
-            if !status.is_success() {
-                tracing::warn!(status = status.as_u16(), "AI provider refused the request");
-                yield Err(AiError::Status(status.as_u16()));
-                return;
-            }
-            let mut events = response.bytes_stream().eventsource();
-            while let Some(event) = events.next().await {
-                let event = match event {
-                    Ok(event) => event,
+            let mut events = std::pin::pin!(sse::events(http));
+            while let Some(data) = events.next().await {
+                let data = match data {
+                    Ok(data) => data,
                     Err(error) => {
-                        tracing::warn!(%error, "AI provider stream broke off");
-                        yield Err(AiError::StreamBroken);
+                        yield Err(error);
                         return;
                     }
                 };
-                match serde_json::from_str::<Event>(&event.data) {
+                match serde_json::from_str::<Event>(&data) {
                     Ok(Event::ContentBlockDelta { delta }) => {
                         if let Some(text) = delta.text.filter(|t| !t.is_empty()) {
                             yield Ok(text);

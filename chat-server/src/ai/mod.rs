@@ -8,6 +8,7 @@ pub mod batcher;
 mod demo;
 mod openai;
 pub mod slots;
+mod sse;
 pub mod streams;
 
 pub use anthropic::AnthropicProvider;

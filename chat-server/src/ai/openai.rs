@@ -2,14 +2,11 @@
 //! with `stream: true` (OpenAI, vLLM, Ollama, LiteLLM). Reads the server-sent
 //! events and yields each `choices[0].delta.content` as a token.
 
-use std::time::Duration;
-
-use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AiError, AiProvider, AiRequest, SYSTEM_PROMPT, TokenStream};
+use super::{AiError, AiProvider, AiRequest, SYSTEM_PROMPT, TokenStream, sse};
 use crate::{secret::Secret, store::Role};
 
 pub struct OpenAiProvider {
@@ -22,12 +19,8 @@ pub struct OpenAiProvider {
 impl OpenAiProvider {
     /// `base_url` is the API root, e.g. `https://api.openai.com/v1`.
     pub fn new(base_url: &str, model: &str, api_key: Option<Secret>) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(120))
-            .build()?;
         Ok(Self {
-            client,
+            client: sse::client()?,
             url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
             model: model.to_owned(),
             api_key,
@@ -75,35 +68,20 @@ impl AiProvider for OpenAiProvider {
             http = http.bearer_auth(key.expose());
         }
         Box::pin(async_stream::stream! {
-            let response = match http.send().await {
-                Ok(response) => response,
-                Err(error) => {
-                    tracing::warn!(%error, "AI provider request failed");
-                    yield Err(AiError::Unreachable);
-                    return;
-                }
-            };
-            let status = response.status();
-            if !status.is_success() {
-                tracing::warn!(status = status.as_u16(), "AI provider refused the request");
-                yield Err(AiError::Status(status.as_u16()));
-                return;
-            }
+            let mut events = std::pin::pin!(sse::events(http));
             let mut finished = false;
-            let mut events = response.bytes_stream().eventsource();
-            while let Some(event) = events.next().await {
-                let event = match event {
-                    Ok(event) => event,
+            while let Some(data) = events.next().await {
+                let data = match data {
+                    Ok(data) => data,
                     Err(error) => {
-                        tracing::warn!(%error, "AI provider stream broke off");
-                        yield Err(AiError::StreamBroken);
+                        yield Err(error);
                         return;
                     }
                 };
-                if event.data.trim() == "[DONE]" {
+                if data.trim() == "[DONE]" {
                     return;
                 }
-                let Ok(chunk) = serde_json::from_str::<CompletionChunk>(&event.data) else {
+                let Ok(chunk) = serde_json::from_str::<CompletionChunk>(&data) else {
                     tracing::warn!("AI provider sent an event that is not a completion chunk");
                     yield Err(AiError::InvalidResponse);
                     return;
