@@ -251,6 +251,22 @@ async fn a_gateway_cluster_gets_an_httproute_and_no_ingress() -> anyhow::Result<
     );
     kube.wait_for(|k| k.get(&route, "chat-prod", "agency").is_some(), WAIT)
         .await?;
+    // The HTTPRoute is watched: deleted or edited, it comes back at once (not
+    // at the next periodic resync, minutes later).
+    kube.delete_direct(&route, "chat-prod", "agency");
+    kube.wait_for(|k| k.get(&route, "chat-prod", "agency").is_some(), WAIT)
+        .await?;
+    kube.edit_direct(&route, "chat-prod", "agency", |r| {
+        r["spec"]["hostnames"] = json!(["elsewhere.example"]);
+    });
+    kube.wait_for(
+        |k| {
+            field(&k.get(&route, "chat-prod", "agency"), "/spec/hostnames/0")
+                != Some(&json!("elsewhere.example"))
+        },
+        WAIT,
+    )
+    .await?;
     let route = kube.get(&route, "chat-prod", "agency").unwrap();
     assert_eq!(
         route["spec"]["rules"][0]["sessionPersistence"]["sessionName"],

@@ -22,10 +22,11 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client,
+    api::ListParams,
     runtime::{Controller, controller::Action, watcher},
 };
 
-use crate::api::ChatCluster;
+use crate::{api::ChatCluster, resources::httproute::HTTPRoute};
 
 /// A failed reconcile is retried after 5 s, doubling per consecutive failure up to 5 minutes.
 fn backoff(failures: u32) -> Duration {
@@ -65,7 +66,7 @@ pub async fn run_in(
     let ns = namespace.as_deref();
     let owned =
         watcher::Config::default().labels("app.kubernetes.io/managed-by=chatscale-operator");
-    Controller::new(
+    let mut controller = Controller::new(
         scoped::<ChatCluster>(client.clone(), ns),
         watcher::Config::default(),
     )
@@ -78,16 +79,27 @@ pub async fn run_in(
         scoped::<PodDisruptionBudget>(client.clone(), ns),
         owned.clone(),
     )
-    .owns(scoped::<NetworkPolicy>(client.clone(), ns), owned)
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, context)
-    .for_each(|result| async move {
-        match result {
-            Ok((object, _)) => tracing::debug!(name = object.name, "reconciled"),
-            Err(error) => tracing::warn!(%error, "reconcile failed"),
-        }
-    })
-    .await;
+    .owns(scoped::<NetworkPolicy>(client.clone(), ns), owned.clone());
+    // HTTPRoutes only where the Gateway API is installed: watching a kind the
+    // API server does not serve would fail over and over.
+    let routes = scoped::<HTTPRoute>(client.clone(), ns);
+    match routes.list(&ListParams::default().limit(1)).await {
+        Ok(_) => controller = controller.owns(routes, owned),
+        Err(error) => tracing::info!(
+            %error,
+            "the Gateway API is not served here: HTTPRoutes are applied but not watched"
+        ),
+    }
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(name = object.name, "reconciled"),
+                Err(error) => tracing::warn!(%error, "reconcile failed"),
+            }
+        })
+        .await;
 }
 
 fn error_policy(cc: Arc<ChatCluster>, error: &reconcile::Error, context: Arc<Context>) -> Action {
