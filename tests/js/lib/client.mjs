@@ -1,13 +1,30 @@
 // Small helpers around the official socket.io-client for the tests.
 import { io } from 'socket.io-client';
 
-/** Connects a new client (never shares a Manager) and resolves once connected. */
-export function connect(url, options = {}) {
+function connectOnce(url, options) {
   const socket = io(url, { forceNew: true, reconnection: false, ...options });
   return new Promise((resolve, reject) => {
     socket.once('connect', () => resolve(socket));
-    socket.once('connect_error', reject);
+    socket.once('connect_error', (error) => { socket.close(); reject(error); });
   });
+}
+
+/**
+ * Connects a new client (never shares a Manager) and resolves once connected.
+ * Tests turn the client's automatic reconnection off, so that a refusal fails
+ * at once; a transport failure (an HTTP request or socket that broke, seen
+ * once in many full runs on a loaded machine) is what that reconnection would
+ * absorb, so it gets one more try, logged. A refusal by the server (auth,
+ * limits, origin) fails the same way twice.
+ */
+export async function connect(url, options = {}) {
+  try {
+    return await connectOnce(url, options);
+  } catch (error) {
+    if (error.type !== 'TransportError') throw error;
+    console.log(`connect: transport error (${error.message}, ${JSON.stringify(error.description?.message ?? error.description)}); trying once more`);
+    return connectOnce(url, options);
+  }
 }
 
 /** Emits `event` and resolves with the server's ack. */
