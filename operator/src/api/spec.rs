@@ -95,6 +95,11 @@ pub struct ChatClusterSpec {
     /// key is referenced.
     #[serde(default)]
     pub auth: AuthSpec,
+
+    /// Abuse limits of every chat-server; unset fields keep chat-server's
+    /// defaults (see the chat-server README).
+    #[serde(default)]
+    pub limits: LimitsSpec,
 }
 
 fn default_image() -> String {
@@ -517,7 +522,7 @@ fn default_drain_rate() -> i32 {
 }
 
 /// The AI model behind `ai-query`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct AiSpec {
     /// `demo` (built in, no network), `openai` (any OpenAI-compatible endpoint)
@@ -534,6 +539,47 @@ pub struct AiSpec {
     /// Secret key holding the API key; mounted as a file, never put in env or logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_secret_ref: Option<SecretKeyRef>,
+    /// Longest answer, in tokens (`anthropic` only: the Messages API requires
+    /// it; 1024 by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 128000").message("ai.maxTokens must be 1..128000"))]
+    pub max_tokens: Option<i32>,
+}
+
+/// Abuse limits, per socket and per user. Event budgets are per chat-server
+/// process; concurrent AI answers are counted over the whole cluster.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsSpec {
+    /// Events per second one socket may send (0: no limit; default 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 1000000").message("limits.eventsPerSec must be 0..1000000"))]
+    pub events_per_sec: Option<i32>,
+    /// Events one socket may send at once above its rate (default 400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 1000000").message("limits.eventsBurst must be 0..1000000"))]
+    pub events_burst: Option<i32>,
+    /// Events per second one authenticated user may send over all their
+    /// sockets on one server (0: no limit; default 400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 1000000").message("limits.userEventsPerSec must be 0..1000000"))]
+    pub user_events_per_sec: Option<i32>,
+    /// Refusals after which a flooding socket is disconnected (0: never; default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 1000000").message("limits.floodDisconnectAfter must be 0..1000000"))]
+    pub flood_disconnect_after: Option<i32>,
+    /// AI answers one user may have running at once, cluster-wide (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100000").message("limits.maxAiAnswersPerUser must be 1..100000"))]
+    pub max_ai_answers_per_user: Option<i32>,
+    /// AI answers one room may have running at once, cluster-wide (default 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100000").message("limits.maxAiAnswersPerRoom must be 1..100000"))]
+    pub max_ai_answers_per_room: Option<i32>,
+    /// Rooms one socket may be in at once (default 32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100000").message("limits.maxRoomsPerSocket must be 1..100000"))]
+    pub max_rooms_per_socket: Option<i32>,
 }
 
 /// AI providers.
@@ -640,6 +686,36 @@ mod auth_tests {
         let mut other_change = old.clone();
         other_change.spec.redis.managed.as_mut().unwrap().image = "redis:7.2".into();
         assert!(other_change.validate_cel_update(&old).is_ok());
+    }
+
+    #[test]
+    fn limits_out_of_range_are_refused_by_cel() {
+        let refused = |spec: &str| {
+            let yaml = format!(
+                "apiVersion: chatscale.dev/v1alpha1\nkind: ChatCluster\nmetadata: {{name: team, namespace: apps}}\nspec: {{routing: {{host: chat.example.com}}, {spec}}}\n"
+            );
+            let cc: ChatCluster = serde_saphyr::from_str(&yaml).expect("test manifest parses");
+            cc.validate_cel().err().map(|e| e.to_string())
+        };
+        assert!(
+            refused("limits: {maxAiAnswersPerUser: 0}")
+                .unwrap()
+                .contains("limits.maxAiAnswersPerUser must be 1..100000")
+        );
+        assert!(
+            refused("limits: {eventsPerSec: -1}")
+                .unwrap()
+                .contains("limits.eventsPerSec must be 0..1000000")
+        );
+        assert!(
+            refused("ai: {maxTokens: 0}")
+                .unwrap()
+                .contains("ai.maxTokens must be 1..128000")
+        );
+        assert_eq!(
+            refused("limits: {eventsPerSec: 0, maxRoomsPerSocket: 100}, ai: {maxTokens: 4096}"),
+            None
+        );
     }
 
     #[test]

@@ -77,6 +77,7 @@ impl Wiring {
         wiring.admin_token(cc);
         wiring.ai(cc)?;
         wiring.auth(cc)?;
+        wiring.limits(cc);
         Ok(wiring)
     }
 
@@ -190,6 +191,10 @@ impl Wiring {
         if let Some(model) = &ai.model {
             self.env.push(env(&format!("{vars}_MODEL"), model));
         }
+        if let (AiProvider::Anthropic, Some(max_tokens)) = (ai.provider, ai.max_tokens) {
+            self.env
+                .push(env("CHAT_ANTHROPIC_MAX_TOKENS", max_tokens.to_string()));
+        }
         match (&ai.api_key_secret_ref, &ai.base_url) {
             (Some(key), _) => {
                 self.env.push(env(
@@ -207,6 +212,30 @@ impl Wiring {
             }
         }
         Ok(())
+    }
+
+    /// The limits the ChatCluster sets; the others keep chat-server's defaults.
+    fn limits(&mut self, cc: &ChatCluster) {
+        let limits = &cc.spec.limits;
+        for (name, value) in [
+            ("CHAT_EVENTS_PER_SEC", limits.events_per_sec),
+            ("CHAT_EVENTS_BURST", limits.events_burst),
+            ("CHAT_USER_EVENTS_PER_SEC", limits.user_events_per_sec),
+            ("CHAT_FLOOD_DISCONNECT_AFTER", limits.flood_disconnect_after),
+            (
+                "CHAT_MAX_AI_ANSWERS_PER_USER",
+                limits.max_ai_answers_per_user,
+            ),
+            (
+                "CHAT_MAX_AI_ANSWERS_PER_ROOM",
+                limits.max_ai_answers_per_room,
+            ),
+            ("CHAT_MAX_ROOMS_PER_SOCKET", limits.max_rooms_per_socket),
+        ] {
+            if let Some(value) = value {
+                self.env.push(env(name, value.to_string()));
+            }
+        }
     }
 
     /// Mounts one key of a Secret as `<dir>/<path>`, read-only.
