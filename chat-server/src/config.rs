@@ -239,6 +239,13 @@ pub struct Config {
     #[arg(long, env = "CHAT_CONNECTIONS_PER_MINUTE_PER_IP", default_value_t = 0)]
     pub connections_per_minute_per_ip: u32,
 
+    /// Proxies (addresses or CIDR ranges, comma-separated, e.g. the pod
+    /// network `10.0.0.0/8`) whose `X-Forwarded-For` names the client, so the
+    /// per-address limit sees clients instead of the load balancer. Anyone
+    /// else's `X-Forwarded-For` is ignored.
+    #[arg(long, env = "CHAT_TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::client_addr::parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// AI answers one user (one socket, with auth off) may have running at once,
     /// counted over every server that shares the Redis store.
     #[arg(long, env = "CHAT_MAX_AI_ANSWERS_PER_USER", default_value_t = 4,

@@ -6,6 +6,7 @@ pub mod adapter;
 pub mod admin;
 pub mod ai;
 pub mod auth;
+pub mod client_addr;
 pub mod config;
 pub mod events;
 pub mod fuzzing;

@@ -12,6 +12,7 @@ use crate::{
         slots::AnswerLimiter, streams::StreamTracker,
     },
     auth::Auth,
+    client_addr::ClientAddr,
     config::{AiProviderKind, Config},
     limits::Limits,
     publish::Publisher,
@@ -40,6 +41,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Concurrent AI answers per user and per room, over every server.
     pub answers: Arc<AnswerLimiter>,
+    /// Where a connection comes from (the peer, or the client behind a trusted proxy).
+    pub client_addr: Arc<ClientAddr>,
 }
 
 impl AppState {
@@ -64,6 +67,7 @@ impl AppState {
             auth: Arc::new(Auth::from_config(config)?),
             limits: Arc::new(Limits::new(config.limits())),
             answers,
+            client_addr: Arc::new(ClientAddr::new(config.trusted_proxies.clone())),
         })
     }
 }

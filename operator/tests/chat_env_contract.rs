@@ -25,7 +25,7 @@ spec:
   drain: {timeoutSeconds: 120, rate: 250}
   ai: {provider: anthropic, model: claude-sonnet-4-5, maxTokens: 2048, apiKeySecretRef: {name: anthropic, key: apiKey}}
   auth: {jwtSecretRef: {name: jwt, key: hs256}, issuer: https://idp.example, audience: chat, roomsClaim: chat_rooms, allowedOrigins: ["https://app.example"]}
-  limits: {eventsPerSec: 50, eventsBurst: 100, userEventsPerSec: 80, floodDisconnectAfter: 20, maxAiAnswersPerUser: 2, maxAiAnswersPerRoom: 3, maxRoomsPerSocket: 10}
+  limits: {eventsPerSec: 50, eventsBurst: 100, userEventsPerSec: 80, floodDisconnectAfter: 20, maxAiAnswersPerUser: 2, maxAiAnswersPerRoom: 3, maxRoomsPerSocket: 10, connectionsPerMinutePerIp: 120, trustedProxies: [10.0.0.0/8, "fd00::/8", 192.168.1.1]}
 "#;
 
 fn chat_env() -> Vec<EnvVar> {
@@ -64,6 +64,7 @@ fn every_variable_the_operator_writes_is_one_chat_server_reads() {
         "CHAT_MAX_ROOMS_PER_SOCKET",
         "CHAT_ANTHROPIC_MAX_TOKENS",
         "CHAT_ANTHROPIC_MODEL",
+        "CHAT_TRUSTED_PROXIES",
     ] {
         assert!(
             env.iter().any(|v| v.name == expected),

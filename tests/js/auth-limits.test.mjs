@@ -91,6 +91,24 @@ test('new connections per address are limited at the handshake', async () => {
   assert.match(error.message, /^rate_limited: too many connections from this address; retry after \d+ ms$/);
 });
 
+test('behind a trusted proxy, X-Forwarded-For names the address; from anyone else it is ignored', async () => {
+  const from = (ip) => ({ extraHeaders: { 'X-Forwarded-For': ip } });
+  const refused = (server, options) => connect(server.url, options).then((s) => { s.close(); return null; }, (e) => e.message);
+  // The test client is the "proxy" here: loopback is trusted.
+  const behind = await start(['--connections-per-minute-per-ip', '2', '--trusted-proxies', '127.0.0.0/8']);
+  for (let i = 0; i < 2; i++) await client(behind.url, from('203.0.113.7'));
+  assert.match(await refused(behind, from('203.0.113.7')), /^rate_limited: too many connections from this address/);
+  assert.ok(await client(behind.url, from('203.0.113.8')), 'another client behind the same proxy has its own budget');
+  // A spoofed entry to the left of what the proxy appended is not believed.
+  assert.match(await refused(behind, from('198.51.100.1, 203.0.113.7')), /^rate_limited/);
+
+  // Without --trusted-proxies the header changes nothing: every connection here is 127.0.0.1.
+  const direct = await start(['--connections-per-minute-per-ip', '2']);
+  await client(direct.url, from('203.0.113.1'));
+  await client(direct.url, from('203.0.113.2'));
+  assert.match(await refused(direct, from('203.0.113.3')), /^rate_limited/);
+});
+
 test('concurrent AI answers are limited per user and per room', async () => {
   const server = await start([
     '--max-ai-answers-per-user', '1', '--max-ai-answers-per-room', '2',

@@ -11,7 +11,6 @@ pub mod rooms;
 pub mod rotation;
 
 use std::{
-    net::{IpAddr, SocketAddr},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU8, Ordering},
@@ -20,8 +19,7 @@ use std::{
 };
 
 use anyhow::bail;
-use axum::extract::ConnectInfo;
-use axum::http::{self, HeaderMap, header};
+use axum::http::{HeaderMap, header};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -150,14 +148,6 @@ pub enum Refusal {
         .0.as_millis().max(1)
     )]
     Connections(Duration),
-}
-
-/// The source address of the handshake request, when the listener recorded it.
-pub fn peer_ip(parts: &http::request::Parts) -> Option<IpAddr> {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip())
 }
 
 /// What one socket may do, and its event budget. Kept in the socket's extensions.

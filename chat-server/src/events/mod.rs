@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     admin::metrics::Metrics,
-    auth::{self, AUTH_EXPIRED_EVENT, Refusal},
+    auth::{AUTH_EXPIRED_EVENT, Refusal},
     protocol::{Ack, ChatError},
     state::AppState,
 };
@@ -47,7 +47,7 @@ pub async fn register_handlers<A: Adapter>(
     State(state): State<AppState>,
     TryData(auth): TryData<Value>,
 ) -> Result<(), Refusal> {
-    if let Some(ip) = auth::peer_ip(socket.req_parts())
+    if let Some(ip) = state.client_addr.of(socket.req_parts())
         && let Err(wait) = state.limits.connection(ip, tokio::time::Instant::now())
     {
         state

@@ -580,6 +580,18 @@ pub struct LimitsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 100000").message("limits.maxRoomsPerSocket must be 1..100000"))]
     pub max_rooms_per_socket: Option<i32>,
+    /// New connections per minute from one client address (0: no limit, the
+    /// default). Behind the Ingress or Gateway every connection comes from the
+    /// proxy: list the proxies in `trustedProxies` so the limit sees clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 1000000").message("limits.connectionsPerMinutePerIp must be 0..1000000"))]
+    pub connections_per_minute_per_ip: Option<i32>,
+    /// Proxies (IP addresses or CIDR ranges, e.g. the pod network) whose
+    /// `X-Forwarded-For` names the client; anyone else's is ignored. Checked by
+    /// the operator (the CEL IP library is missing from older API servers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 64)))]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// AI providers.
@@ -713,7 +725,9 @@ mod auth_tests {
                 .contains("ai.maxTokens must be 1..128000")
         );
         assert_eq!(
-            refused("limits: {eventsPerSec: 0, maxRoomsPerSocket: 100}, ai: {maxTokens: 4096}"),
+            refused(
+                "limits: {eventsPerSec: 0, maxRoomsPerSocket: 100, trustedProxies: [10.0.0.0/8, 10.1.2.3, \"fd00::/8\"]}, ai: {maxTokens: 4096}"
+            ),
             None
         );
     }

@@ -77,7 +77,7 @@ impl Wiring {
         wiring.admin_token(cc);
         wiring.ai(cc)?;
         wiring.auth(cc)?;
-        wiring.limits(cc);
+        wiring.limits(cc)?;
         Ok(wiring)
     }
 
@@ -215,7 +215,7 @@ impl Wiring {
     }
 
     /// The limits the ChatCluster sets; the others keep chat-server's defaults.
-    fn limits(&mut self, cc: &ChatCluster) {
+    fn limits(&mut self, cc: &ChatCluster) -> Result<(), SpecError> {
         let limits = &cc.spec.limits;
         for (name, value) in [
             ("CHAT_EVENTS_PER_SEC", limits.events_per_sec),
@@ -231,11 +231,30 @@ impl Wiring {
                 limits.max_ai_answers_per_room,
             ),
             ("CHAT_MAX_ROOMS_PER_SOCKET", limits.max_rooms_per_socket),
+            (
+                "CHAT_CONNECTIONS_PER_MINUTE_PER_IP",
+                limits.connections_per_minute_per_ip,
+            ),
         ] {
             if let Some(value) = value {
                 self.env.push(env(name, value.to_string()));
             }
         }
+        let not_a_range = |p: &&String| {
+            p.parse::<std::net::IpAddr>().is_err() && p.parse::<ipnet::IpNet>().is_err()
+        };
+        if let Some(bad) = limits.trusted_proxies.iter().find(not_a_range) {
+            return Err(SpecError(format!(
+                "limits.trustedProxies: {bad:?} is not an IP address or CIDR range"
+            )));
+        }
+        if !limits.trusted_proxies.is_empty() {
+            self.env.push(env(
+                "CHAT_TRUSTED_PROXIES",
+                limits.trusted_proxies.join(","),
+            ));
+        }
+        Ok(())
     }
 
     /// Mounts one key of a Secret as `<dir>/<path>`, read-only.
@@ -782,6 +801,23 @@ mod tests {
         assert!(
             err.0
                 .contains("ai.provider anthropic needs ai.apiKeySecretRef"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_must_be_addresses_or_ranges() {
+        let cc = with_spec("limits: {trustedProxies: [10.0.0.0/8, 10.1.2.3, \"fd00::/8\"]}");
+        let env = env_of(&container(&cc));
+        assert_eq!(
+            value(&env, "CHAT_TRUSTED_PROXIES"),
+            Some("10.0.0.0/8,10.1.2.3,fd00::/8")
+        );
+        let bad = with_spec("limits: {trustedProxies: [10.0.0.0/8, the-ingress]}");
+        let err = objects(&bad, &generated()).unwrap_err();
+        assert!(
+            err.0
+                .contains("\"the-ingress\" is not an IP address or CIDR range"),
             "{err}"
         );
     }
