@@ -33,10 +33,9 @@ use chatscale_operator::{
     },
 };
 use chatscale_tests::{
-    ChatServer, RedisServer, chat_server_bin, free_port, wait_until, workspace_root,
+    ChatServer, RedisServer, RedisTraffic, chat_server_bin, free_port, wait_until, workspace_root,
 };
 use serde_json::{Value, json};
-use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
     process::{Child, ChildStdin, ChildStdout, Command},
@@ -474,23 +473,8 @@ async fn redis_throughput_alone_scales_up_and_back_down() -> anyhow::Result<()> 
     spec.behavior.scale_down.stabilization_window_seconds = 3;
     let autoscaler = cluster.autoscale(spec, Arc::new(Metrics::default()));
 
-    // Traffic through Redis: pipelines of 50 INCRs back to back (thousands of ops/s).
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut conn = redis::Client::open(redis.url.as_str())?
-        .get_multiplexed_async_connection()
-        .await?;
-    let traffic = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            let mut pipe = redis::pipe();
-            for _ in 0..50 {
-                pipe.cmd("INCR").arg("traffic").ignore();
-            }
-            while !stop.load(Ordering::Relaxed) {
-                let () = pipe.query_async(&mut conn).await.unwrap();
-            }
-        }
-    });
+    // Traffic through Redis: thousands of ops/s.
+    let traffic = RedisTraffic::start(&redis.url).await?;
     let up = wait_until("2 servers", Duration::from_secs(30), || async {
         pods.live().await == 2
     })
@@ -513,8 +497,7 @@ async fn redis_throughput_alone_scales_up_and_back_down() -> anyhow::Result<()> 
     eprintln!("scaled up after {up:?}: {reason}");
     assert!(reason.contains("Redis"), "scaled on Redis ops/s: {reason}");
 
-    stop.store(true, Ordering::Relaxed);
-    traffic.await?;
+    traffic.stop().await;
     let down = wait_until("1 server", Duration::from_secs(60), || async {
         pods.live().await == 1
     })

@@ -321,6 +321,44 @@ impl RedisServer {
     }
 }
 
+/// Load on a Redis, for tests that watch its ops/s: pipelines of 50 INCRs
+/// back to back (thousands of commands a second) until `stop`.
+pub struct RedisTraffic {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RedisTraffic {
+    pub async fn start(url: &str) -> anyhow::Result<Self> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let mut conn = redis::Client::open(url)?
+            .get_multiplexed_async_connection()
+            .await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let mut pipe = redis::pipe();
+                for _ in 0..50 {
+                    pipe.cmd("INCR").arg("traffic").ignore();
+                }
+                while !stop.load(Ordering::Relaxed) {
+                    let sent: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Self { stop, task })
+    }
+
+    pub async fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.task.await;
+    }
+}
+
 /// Checks Kubernetes objects (YAML, one or more documents) against the
 /// Kubernetes 1.33 OpenAPI schemas with `kubernetes-validate --strict` (PyPI,
 /// installed by `make deps`). `Err` carries what it printed.
