@@ -105,38 +105,30 @@ impl AiProvider for AnthropicProvider {
         if let Some(key) = &self.api_key {
             http = http.header("x-api-key", key.expose());
         }
-        Box::pin(async_stream::stream! {
+        // In `try_stream!` a `yield` is a token and `?` ends the answer with its error.
+        Box::pin(async_stream::try_stream! {
             let mut events = std::pin::pin!(sse::events(http));
             while let Some(data) = events.next().await {
-                let data = match data {
-                    Ok(data) => data,
-                    Err(error) => {
-                        yield Err(error);
-                        return;
-                    }
-                };
-                match serde_json::from_str::<Event>(&data) {
+                match serde_json::from_str::<Event>(&data?) {
                     Ok(Event::ContentBlockDelta { delta }) => {
                         if let Some(text) = delta.text.filter(|t| !t.is_empty()) {
-                            yield Ok(text);
+                            yield text;
                         }
                     }
                     Ok(Event::MessageStop) => return,
                     Ok(Event::Error {}) => {
                         // The event's message may quote the request: not logged.
                         tracing::warn!("AI provider reported an error mid-answer");
-                        yield Err(AiError::StreamBroken);
-                        return;
+                        Err(AiError::StreamBroken)?;
                     }
                     Ok(Event::Other) => {}
                     Err(_) => {
                         tracing::warn!("AI provider sent an event that could not be read");
-                        yield Err(AiError::InvalidResponse);
-                        return;
+                        Err(AiError::InvalidResponse)?;
                     }
                 }
             }
-            yield Err(AiError::StreamBroken);
+            Err(AiError::StreamBroken)?;
         })
     }
 }

@@ -67,34 +67,28 @@ impl AiProvider for OpenAiProvider {
         if let Some(key) = &self.api_key {
             http = http.bearer_auth(key.expose());
         }
-        Box::pin(async_stream::stream! {
+        // In `try_stream!` a `yield` is a token and `?` ends the answer with its error.
+        Box::pin(async_stream::try_stream! {
             let mut events = std::pin::pin!(sse::events(http));
             let mut finished = false;
             while let Some(data) = events.next().await {
-                let data = match data {
-                    Ok(data) => data,
-                    Err(error) => {
-                        yield Err(error);
-                        return;
-                    }
-                };
+                let data = data?;
                 if data.trim() == "[DONE]" {
                     return;
                 }
                 let Ok(chunk) = serde_json::from_str::<CompletionChunk>(&data) else {
                     tracing::warn!("AI provider sent an event that is not a completion chunk");
-                    yield Err(AiError::InvalidResponse);
-                    return;
+                    Err(AiError::InvalidResponse)?
                 };
                 for choice in chunk.choices.into_iter().take(1) {
                     finished |= choice.finish_reason.is_some();
                     if let Some(content) = choice.delta.content.filter(|c| !c.is_empty()) {
-                        yield Ok(content);
+                        yield content;
                     }
                 }
             }
             if !finished {
-                yield Err(AiError::StreamBroken);
+                Err(AiError::StreamBroken)?;
             }
         })
     }

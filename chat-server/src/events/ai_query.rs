@@ -50,18 +50,19 @@ async fn ask<A: Adapter, E: std::fmt::Display>(
     session.may_use(&room)?;
     validate::joined(socket, &room)?;
     let history = state.store.recent_turns(&room).await?;
+    let sender = session.sender(socket.id.as_str());
     let stream_id = uuid::Uuid::new_v4().to_string();
     let slot = state
         .answers
         .reserve(AnswerRef {
-            user: session.sender(socket.id.as_str()),
+            user: sender.clone(),
             room: room.clone(),
             id: stream_id.clone(),
         })
         .await?;
 
     let question = message::post(
-        session.sender(socket.id.as_str()),
+        sender,
         &io,
         state,
         room.clone(),
