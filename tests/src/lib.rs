@@ -2,6 +2,7 @@
 //! chat-server binary on free ports, talk to it with a real Socket.IO client
 //! (rust_socketio), and read its Prometheus metrics.
 
+pub mod cluster;
 pub mod fake_kube;
 
 use std::{
