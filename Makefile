@@ -1,13 +1,20 @@
 # chatscale: `make test` is the one command CI and developers run.
-.PHONY: test deps lint test-build rust-test js-test run bench bench-scaleout bench-artillery crds chart-test
+.PHONY: test deps lint testenv test-build rust-test cluster-test js-test run bench bench-scaleout bench-artillery crds chart-test
 
 CHAT_SERVER_BIN := $(CURDIR)/target/debug/chat-server
 
-test: deps lint rust-test js-test
+test: deps lint testenv rust-test js-test
 
 # Debian packages and the pinned npm test client (see scripts/install-test-deps.sh).
 deps:
 	scripts/install-test-deps.sh
+
+# The real Kubernetes control plane for the operator's tests (kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubectl, etcd, kwok, helm and the
+# Gateway API / Prometheus Operator CRDs), built with Go from the pinned module
+# in testenv/ into target/testenv. Quick when nothing changed.
+testenv:
+	testenv/build.sh
 
 lint:
 	cargo fmt --all --check
@@ -20,9 +27,15 @@ lint:
 test-build:
 	cargo test --workspace --locked --no-run
 
-# Unit tests and the Rust end-to-end tests (they start the real binary).
-rust-test: test-build
-	cargo test --workspace --locked
+# Unit tests and the Rust end-to-end tests (they start the real binaries and
+# the control plane) in a network namespace with only loopback
+# (scripts/isolated): nothing they start can reach another address.
+rust-test: test-build testenv
+	scripts/isolated cargo test --workspace --locked --offline
+
+# The operator against the real control plane alone (also part of rust-test).
+cluster-test: testenv
+	scripts/isolated cargo test -p chatscale-operator --locked --offline --test cluster
 
 # The official socket.io-client and headless Chromium against the same binary.
 js-test: test-build

@@ -14,6 +14,9 @@ command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
+# scripts/isolated: a network namespace of the tests' own (unshare is util-linux).
+command -v ip >/dev/null || missing+=(iproute2)
+command -v unshare >/dev/null || missing+=(util-linux)
 pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 
 if ((${#missing[@]})); then
@@ -31,5 +34,9 @@ command -v kubernetes-validate >/dev/null || python3 -m pip install --quiet --ro
 # rendering and linting the Helm chart without a helm binary (scripts/helm.py).
 python3 -c 'import importlib.metadata as m; assert m.version("helm-python-sdk") == "0.2.2"' 2>/dev/null \
   || python3 -m pip install --quiet --root-user-action=ignore helm-python-sdk==0.2.2
+
+# Go builds the test control plane (testenv/build.sh): Debian's golang is older
+# than the Kubernetes 1.33 modules need, so it is not installed from here.
+command -v go >/dev/null || { echo "make test needs Go 1.24 or newer on PATH (https://go.dev/dl) to build testenv/" >&2; exit 1; }
 
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)

@@ -3,7 +3,6 @@
 //! (rust_socketio), and read its Prometheus metrics.
 
 pub mod cluster;
-pub mod fake_kube;
 
 use std::{
     path::Path,

@@ -22,7 +22,7 @@ use kube::{
     api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams},
 };
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::{Installed, event_reasons, eventually, example, install_crds, installed};
 
@@ -166,12 +166,23 @@ async fn the_controller_builds_keeps_and_reports_a_chat_cluster() -> anyhow::Res
         client,
     } = installed("controller").await?;
     let ns = ns.as_str();
-    let clusters: Api<ChatCluster> = Api::namespaced(client.clone(), ns);
-    let created = clusters
+    // A user's JWT key, which must stay in its Secret too.
+    let jwt_key = "user-jwt-secret-0123456789abcdef-0123456789";
+    Api::<Secret>::namespaced(client.clone(), ns)
         .create(
             &Default::default(),
-            &serde_json::from_value(example("minimal", ns)?)?,
+            &serde_json::from_value(json!({
+                "metadata": {"name": "chat-jwt"},
+                "stringData": {"hs256": jwt_key},
+            }))?,
         )
+        .await?;
+    let mut minimal = example("minimal", ns)?;
+    minimal["spec"]["auth"] =
+        json!({"jwtSecretRef": {"name": "chat-jwt", "key": "hs256"}, "audience": "chat"});
+    let clusters: Api<ChatCluster> = Api::namespaced(client.clone(), ns);
+    let created = clusters
+        .create(&Default::default(), &serde_json::from_value(minimal)?)
         .await?;
     let uid = created.uid().unwrap();
 
@@ -361,7 +372,7 @@ async fn the_controller_builds_keeps_and_reports_a_chat_cluster() -> anyhow::Res
         "a Warning Event explains it"
     );
 
-    // Nothing but the two Secrets holds the generated password or token:
+    // Nothing but their Secrets holds the generated password and token or the JWT key:
     // not the status, Events, other objects, nor the operator's debug logs.
     let mut written = serde_json::to_string(&clusters.get("team-chat").await?)?;
     written += &serde_json::to_string(&events.list(&Default::default()).await?)?;
@@ -378,9 +389,11 @@ async fn the_controller_builds_keeps_and_reports_a_chat_cluster() -> anyhow::Res
             .await?,
     )?;
     written += &operator.logs();
+    let jwt_key = jwt_key.to_owned();
     for (what, value) in [
         ("the Redis password", &password),
         ("the admin token", &token),
+        ("the user's JWT key", &jwt_key),
     ] {
         assert!(!written.contains(value.as_str()), "{what} leaked");
     }
@@ -455,7 +468,7 @@ async fn a_gateway_cluster_gets_an_httproute_the_gateway_api_crd_accepts() -> an
         .await?;
     eventually("the hostname restored", || async {
         let r = routes.get("agency").await.ok()?;
-        (r.data["spec"]["hostnames"][0] == Value::from("chat.agency.example")).then_some(())
+        (r.data["spec"]["hostnames"][0] == "chat.agency.example").then_some(())
     })
     .await?;
     assert!(

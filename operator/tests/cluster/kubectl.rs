@@ -195,19 +195,14 @@ async fn kubectl_scale_reaches_the_deployment_through_the_scale_subresource() ->
         replicas().await.filter(|r| *r == (5, 5))
     })
     .await?;
-    let scale = plane().run_ok(
-        "kubectl",
-        &[
-            "get",
-            "--raw",
-            &format!("/apis/chatscale.dev/v1alpha1/namespaces/{ns}/chatclusters/support/scale"),
-        ],
-    )?;
-    let scale: serde_json::Value = serde_json::from_str(&scale)?;
-    assert_eq!(scale["spec"]["replicas"], 5);
-    assert_eq!(
-        scale["status"]["replicas"], 5,
-        "status.replicas from the Deployment"
-    );
+    // The Scale object reads spec.replicas and the status the operator
+    // copies from the Deployment.
+    let path = format!("/apis/chatscale.dev/v1alpha1/namespaces/{ns}/chatclusters/support/scale");
+    eventually("the Scale at 5 of 5", || async {
+        let scale = plane().run_ok("kubectl", &["get", "--raw", &path]).ok()?;
+        let scale: serde_json::Value = serde_json::from_str(&scale).ok()?;
+        (scale["spec"]["replicas"] == 5 && scale["status"]["replicas"] == 5).then_some(())
+    })
+    .await?;
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Two operator processes elect one leader on a real Lease; when the leader
+//! Two operator processes racing for a new Lease elect one leader; when the leader
 //! dies (SIGKILL: no release), the standby takes over once the Lease lapses
 //! and reconciles from then on.
 
@@ -28,12 +28,16 @@ async fn two_operators_elect_one_leader_and_the_standby_takes_over() -> anyhow::
         Some((spec.holder_identity?, spec.renew_time?.0))
     };
 
-    let mut first = Operator::start(&kubeconfig, ns, ns, "operator-a")?;
-    let (leader, _) = eventually("a leader", || async { holder().await }).await?;
-    assert_eq!(leader, "operator-a");
-    let second = Operator::start(&kubeconfig, ns, ns, "operator-b")?;
-    // Two renewals later the first still holds it: the second stands by.
-    let (_, renewed) = holder().await.unwrap();
+    // Both start at once and race for a Lease that does not exist yet.
+    let a = Operator::start(&kubeconfig, ns, ns, "operator-a")?;
+    let b = Operator::start(&kubeconfig, ns, ns, "operator-b")?;
+    let (leader, renewed) = eventually("a leader", || async { holder().await }).await?;
+    let (mut first, second) = if leader == "operator-a" {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    // Two renewals later the same one holds it: the other stands by.
     let (after_one, renewed_again) = eventually("a renewal", || async {
         holder().await.filter(|(_, t)| *t > renewed)
     })
@@ -42,10 +46,7 @@ async fn two_operators_elect_one_leader_and_the_standby_takes_over() -> anyhow::
         holder().await.filter(|(_, t)| *t > renewed_again)
     })
     .await?;
-    assert_eq!(
-        (after_one.as_str(), after_two.as_str()),
-        ("operator-a", "operator-a")
-    );
+    assert_eq!((&after_one, &after_two), (&leader, &leader));
 
     let clusters: Api<ChatCluster> = Api::namespaced(client.clone(), ns);
     clusters
@@ -69,8 +70,8 @@ async fn two_operators_elect_one_leader_and_the_standby_takes_over() -> anyhow::
     // The leader dies; the standby takes over when the Lease lapses.
     first.kill().await?;
     let killed = Instant::now();
-    eventually("operator-b holding the Lease", || async {
-        holder().await.filter(|(h, _)| h == "operator-b")
+    eventually("the standby holding the Lease", || async {
+        holder().await.filter(|(h, _)| *h == second.identity)
     })
     .await?;
     let takeover = killed.elapsed();

@@ -10,6 +10,7 @@
 //! Run through `scripts/isolated` (a network namespace with only loopback),
 //! as `make rust-test` does.
 
+mod autoscaler;
 mod controller;
 mod helm;
 mod kubectl;

@@ -92,6 +92,7 @@ pub async fn client_as(namespace: &str, account: &str) -> anyhow::Result<Client>
 pub struct Operator {
     child: tokio::process::Child,
     logs: Arc<Mutex<String>>,
+    pub identity: String,
 }
 
 impl Operator {
@@ -138,7 +139,11 @@ impl Operator {
                 logs.push('\n');
             }
         });
-        Ok(Self { child, logs })
+        Ok(Self {
+            child,
+            logs,
+            identity: identity.to_owned(),
+        })
     }
 
     /// Everything it has logged so far.
@@ -270,17 +275,7 @@ pub fn ensure_chart_crd() -> anyhow::Result<()> {
     }
     plane().run_ok(
         "helm",
-        &[
-            "install",
-            "crd-only",
-            CHART,
-            "--namespace",
-            "default",
-            "--set",
-            "replicaCount=0",
-            "--set",
-            "podDisruptionBudget.enabled=false",
-        ],
+        &["install", "crd-only", CHART, "--namespace", "default"],
     )?;
     plane().run_ok(
         "kubectl",

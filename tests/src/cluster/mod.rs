@@ -360,7 +360,11 @@ async fn start() -> anyhow::Result<(ControlPlane, Vec<Process>)> {
         &bin.join("kube-controller-manager"),
         &strings(&[
             &kubeconfig_arg,
-            "--controllers=*",
+            // Endpoints and EndpointSlices refuse loopback addresses, and
+            // kwok's pod IPs are loopback (see POD_CIDR): nothing here uses them.
+            "--controllers=*,-endpoint,-endpointslice,-endpointslicemirroring",
+            "--kube-api-qps=100",
+            "--kube-api-burst=200",
             "--leader-elect=false",
             "--bind-address=127.0.0.1",
             "--secure-port=0",
@@ -370,7 +374,7 @@ async fn start() -> anyhow::Result<(ControlPlane, Vec<Process>)> {
             "--cluster-cidr=127.64.0.0/16",
             "--allocate-node-cidrs=false",
             "--concurrent-gc-syncs=5",
-            "--v=1",
+            "--v=2",
         ]),
         &dir,
     )?);
@@ -379,6 +383,8 @@ async fn start() -> anyhow::Result<(ControlPlane, Vec<Process>)> {
         &bin.join("kube-scheduler"),
         &strings(&[
             &kubeconfig_arg,
+            "--kube-api-qps=100",
+            "--kube-api-burst=200",
             "--leader-elect=false",
             "--bind-address=127.0.0.1",
             "--secure-port=0",
@@ -395,6 +401,9 @@ async fn start() -> anyhow::Result<(ControlPlane, Vec<Process>)> {
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             &format!("--cidr={POD_CIDR}"),
             "--node-ip=127.0.0.1",
+            // Node heartbeats: without renewed Leases the node lifecycle
+            // controller marks the nodes NotReady after its grace period.
+            "--node-lease-duration-seconds=40",
             &format!("--server-address=127.0.0.1:{kwok_port}"),
         ]),
         &dir,

@@ -1,5 +1,7 @@
-//! The autoscaler's Kubernetes side against the in-memory API, with local
-//! HTTP servers standing in for the pods' admin ports: scale-up patches
+//! The autoscaler's Kubernetes side against the real API server: its pods
+//! are real Pod objects that the scheduler places on kwok nodes and kwok
+//! makes Running with a loopback pod IP; a local HTTP server on that IP
+//! stands in for each pod's admin port (no chat-server runs here): scale-up patches
 //! replicas at once; scale-down marks and drains exactly the emptiest pod
 //! first; a pod whose metrics fail blocks any scale-down; a scale-up during a
 //! drain cancels it; status and Events.
@@ -17,16 +19,21 @@ use chatscale_operator::{
         run::{Autoscaler, Metrics, step},
     },
 };
-use chatscale_tests::fake_kube::{FakeKube, res};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
-    Api,
+    Api, Client,
     api::{Patch, PatchParams, PostParams},
     runtime::events::{Recorder, Reporter},
 };
 use serde_json::json;
 
-const NS: &str = "chat";
+use crate::support::{ensure_chart_crd, event_reasons, eventually, plane};
+
+/// A test's namespace and an admin client.
+struct Kube {
+    client: Client,
+    ns: String,
+}
 
 /// A pod's admin port: `/metrics` with `connections` (negative = HTTP 500)
 /// and `/drain`. A drain finishes at once, unless `finish` is false: then it
@@ -91,7 +98,8 @@ async fn fake_pod(connections: i64) -> FakePod {
                 async move { status }
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // Every address of 127.0.0.0/8, so the pod IP kwok gives (see POD_CIDR) reaches it.
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await });
     FakePod {
@@ -103,73 +111,104 @@ async fn fake_pod(connections: i64) -> FakePod {
     }
 }
 
-async fn add_pod(kube: &FakeKube, name: &str, port: u16) {
-    let pods: Api<Pod> = Api::namespaced(kube.client(), NS);
+/// A Pod of the cluster, Running and Ready on a kwok node, whose admin port is `port`.
+async fn add_pod(kube: &Kube, name: &str, port: u16) {
+    let pods: Api<Pod> = Api::namespaced(kube.client.clone(), &kube.ns);
     let pod: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": NS, "labels": {
+        "metadata": {"name": name, "labels": {
             "app.kubernetes.io/name": "chatscale", "app.kubernetes.io/instance": "team-chat",
             "app.kubernetes.io/component": "chat"}},
-        "spec": {"containers": [{"name": "chat-server", "ports": [{"name": "admin", "containerPort": port}]}]}
+        "spec": {"containers": [{"name": "chat-server", "image": "chat-server:test",
+            "ports": [{"name": "admin", "containerPort": port}]}]}
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    let status = json!({"status": {"phase": "Running", "podIP": "127.0.0.1",
-        "conditions": [{"type": "Ready", "status": "True"}]}});
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
-        .await
-        .unwrap();
+    eventually("the pod Running and Ready with a loopback IP", || async {
+        let status = pods.get(name).await.ok()?.status?;
+        let ready = status
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        let ip = status.pod_ip?;
+        (ready && ip.starts_with("127.") && status.phase.as_deref() == Some("Running"))
+            .then_some(())
+    })
+    .await
+    .unwrap();
 }
 
 /// Sets `spec.replicas` as a user (or the reconcile) would.
-async fn set_replicas(kube: &FakeKube, replicas: i32) -> kube::Result<ChatCluster> {
+async fn set_replicas(kube: &Kube, replicas: i32) -> kube::Result<ChatCluster> {
     let patch = json!({"spec": {"replicas": replicas}});
-    Api::<ChatCluster>::namespaced(kube.client(), NS)
+    Api::<ChatCluster>::namespaced(kube.client.clone(), &kube.ns)
         .patch("team-chat", &PatchParams::default(), &Patch::Merge(patch))
         .await
 }
 
-fn cluster(kube: &FakeKube) -> ChatCluster {
-    serde_json::from_value(kube.get(&res::<ChatCluster>(), NS, "team-chat").unwrap()).unwrap()
+async fn cluster(kube: &Kube) -> ChatCluster {
+    Api::<ChatCluster>::namespaced(kube.client.clone(), &kube.ns)
+        .get("team-chat")
+        .await
+        .unwrap()
 }
 
-fn events(kube: &FakeKube) -> Vec<String> {
-    kube.objects()
-        .into_iter()
-        .filter(|o| o["kind"] == "Event")
-        .map(|o| o["reason"].as_str().unwrap_or_default().to_owned())
-        .collect()
+/// The status as stored (untyped, so an empty list stays a list).
+async fn status_of(kube: &Kube) -> serde_json::Value {
+    let resource = kube::api::ApiResource::erase::<ChatCluster>(&());
+    let api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(kube.client.clone(), &kube.ns, &resource);
+    api.get("team-chat").await.unwrap().data["status"].clone()
 }
 
-/// One evaluation of the ChatCluster as the in-memory API holds it now.
+async fn events(kube: &Kube) -> Vec<String> {
+    event_reasons(&kube.client, &kube.ns, "team-chat").await
+}
+
+async fn cost(kube: &Kube, pod: &str) -> serde_json::Value {
+    let pod = Api::<Pod>::namespaced(kube.client.clone(), &kube.ns)
+        .get(pod)
+        .await
+        .unwrap();
+    pod.metadata
+        .annotations
+        .unwrap_or_default()
+        .get("controller.kubernetes.io/pod-deletion-cost")
+        .map_or(serde_json::Value::Null, |v| json!(v))
+}
+
+/// One evaluation of the ChatCluster as the API server holds it now.
 async fn tick(
-    kube: &FakeKube,
+    kube: &Kube,
     recorder: &Recorder,
     metrics: &Metrics,
     autoscaler: &mut Autoscaler,
     now: u64,
 ) -> anyhow::Result<Decision> {
     step(
-        &kube.client(),
+        &kube.client,
         recorder,
         metrics,
-        &cluster(kube),
+        &cluster(kube).await,
         autoscaler,
         now,
     )
     .await
 }
 
-/// The in-memory API with a ChatCluster of 2 replicas, 1..=5 at 10 connections per pod.
-async fn setup() -> anyhow::Result<(FakeKube, Recorder)> {
-    let kube = FakeKube::start().await;
-    let client = kube.client();
-    let manifest = "apiVersion: chatscale.dev/v1alpha1\nkind: ChatCluster\nmetadata: {name: team-chat, namespace: chat}\n\
-        spec:\n  replicas: 2\n  routing: {host: chat.example.com}\n  autoscaling:\n    minReplicas: 1\n    maxReplicas: 5\n    \
+/// A namespace with a ChatCluster of 2 replicas, 1..=5 at 10 connections per pod.
+async fn setup(prefix: &str) -> anyhow::Result<(Kube, Recorder)> {
+    ensure_chart_crd()?;
+    let ns = plane().namespace(prefix).await?;
+    let client = plane().client().await?;
+    let manifest = format!(
+        "apiVersion: chatscale.dev/v1alpha1\nkind: ChatCluster\nmetadata: {{name: team-chat, namespace: {ns}}}\n\
+        spec:\n  replicas: 2\n  routing: {{host: chat.example.com}}\n  autoscaling:\n    minReplicas: 1\n    maxReplicas: 5\n    \
         targetConnectionsPerPod: 10\n    targetRedisOpsPerPod: 0\n    behavior:\n      scaleDown:\n        \
-        stabilizationWindowSeconds: 0\n        policies: [{type: Percent, value: 100, periodSeconds: 15}]\n";
-    let cc: ChatCluster = serde_saphyr::from_str(manifest)?;
-    Api::<ChatCluster>::namespaced(client.clone(), NS)
+        stabilizationWindowSeconds: 0\n        policies: [{{type: Percent, value: 100, periodSeconds: 15}}]\n"
+    );
+    let cc: ChatCluster = serde_saphyr::from_str(&manifest)?;
+    Api::<ChatCluster>::namespaced(client.clone(), &ns)
         .create(&PostParams::default(), &cc)
         .await?;
     let recorder = Recorder::new(
@@ -179,12 +218,12 @@ async fn setup() -> anyhow::Result<(FakeKube, Recorder)> {
             instance: None,
         },
     );
-    Ok((kube, recorder))
+    Ok((Kube { client, ns }, recorder))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()> {
-    let (kube, recorder) = setup().await?;
+    let (kube, recorder) = setup("autoscale").await?;
     let (busy, idle) = (fake_pod(15).await, fake_pod(20).await);
     add_pod(&kube, "chat-a", busy.port).await;
     add_pod(&kube, "chat-b", idle.port).await;
@@ -194,9 +233,9 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
     // 35 connections at 10 per pod: 4 pods, at once.
     let up = tick(&kube, &recorder, &metrics, &mut autoscaler, 1000).await?;
     assert_eq!(up.desired, 4, "{}", up.reason);
-    assert_eq!(cluster(&kube).spec.replicas, 4);
-    assert!(events(&kube).contains(&"ScaledUp".to_owned()));
-    let status = kube.get(&res::<ChatCluster>(), NS, "team-chat").unwrap()["status"].clone();
+    assert_eq!(cluster(&kube).await.spec.replicas, 4);
+    assert!(events(&kube).await.contains(&"ScaledUp".to_owned()));
+    let status = status_of(&kube).await;
     assert_eq!(
         (
             status["connections"].as_i64(),
@@ -223,15 +262,16 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
         "the drain runs in the background"
     );
     autoscaler.settle().await;
-    assert_eq!(cluster(&kube).spec.replicas, 1);
+    assert_eq!(cluster(&kube).await.spec.replicas, 1);
     assert!(*idle.drained.lock().unwrap(), "the idle pod was drained");
     assert!(!*busy.drained.lock().unwrap(), "the busy pod was not");
-    let cost = |name: &str| {
-        kube.get(&res::<Pod>(), NS, name).unwrap()["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"].clone()
-    };
-    assert_eq!(cost("chat-b"), json!("-1000"), "the drained pod goes first");
-    assert_eq!(cost("chat-a"), serde_json::Value::Null);
-    let reasons = events(&kube);
+    assert_eq!(
+        cost(&kube, "chat-b").await,
+        json!("-1000"),
+        "the drained pod goes first"
+    );
+    assert_eq!(cost(&kube, "chat-a").await, serde_json::Value::Null);
+    let reasons = events(&kube).await;
     for reason in ["DrainStarted", "DrainCompleted", "ScaledDown"] {
         assert!(
             reasons.contains(&reason.to_owned()),
@@ -244,7 +284,7 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
     busy.connections.store(-1, Ordering::SeqCst);
     let blind = tick(&kube, &recorder, &metrics, &mut autoscaler, 3000).await?;
     assert_eq!(blind.desired, 2, "{}", blind.reason);
-    assert_eq!(cluster(&kube).spec.replicas, 2);
+    assert_eq!(cluster(&kube).await.spec.replicas, 2);
     assert_eq!(
         metrics.scrape_failures.get(),
         1,
@@ -257,28 +297,30 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scale_up_during_a_drain_cancels_it() -> anyhow::Result<()> {
-    let (kube, recorder) = setup().await?;
+    let (kube, recorder) = setup("cancel").await?;
     let (busy, idle) = (fake_pod(5).await, fake_pod(0).await);
     idle.finish.store(false, Ordering::SeqCst);
     add_pod(&kube, "chat-a", busy.port).await;
     add_pod(&kube, "chat-b", idle.port).await;
     let mut autoscaler = Autoscaler::default();
     let metrics = Metrics::default();
-    let cost = |name: &str| {
-        kube.get(&res::<Pod>(), NS, name).unwrap()["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"].clone()
-    };
 
     // 5 connections: down to 1, so the idle pod drains (and does not finish).
     let down = tick(&kube, &recorder, &metrics, &mut autoscaler, 1000).await?;
     assert_eq!(down.desired, 1, "{}", down.reason);
     assert_eq!(autoscaler.draining(), ["chat-b"]);
-    assert_eq!(cost("chat-b"), json!("-1000"));
+    // The drain runs in the background: it marks the pod, then calls its /drain.
+    eventually("chat-b marked and draining", || async {
+        (cost(&kube, "chat-b").await == json!("-1000") && *idle.drained.lock().unwrap())
+            .then_some(())
+    })
+    .await?;
     assert_eq!(
-        cluster(&kube).spec.replicas,
+        cluster(&kube).await.spec.replicas,
         2,
         "replicas wait for the drain"
     );
-    let status = kube.get(&res::<ChatCluster>(), NS, "team-chat").unwrap()["status"].clone();
+    let status = status_of(&kube).await;
     assert_eq!(status["drainingPods"], json!(["chat-b"]));
 
     // While it drains the load stays low: nothing new happens.
@@ -300,12 +342,12 @@ async fn a_scale_up_during_a_drain_cancels_it() -> anyhow::Result<()> {
     );
     assert!(autoscaler.draining().is_empty());
     assert_eq!(
-        cost("chat-b"),
+        cost(&kube, "chat-b").await,
         serde_json::Value::Null,
         "the mark is cleared"
     );
-    assert_eq!(cluster(&kube).spec.replicas, 4);
-    let reasons = events(&kube);
+    assert_eq!(cluster(&kube).await.spec.replicas, 4);
+    let reasons = events(&kube).await;
     for reason in ["DrainStarted", "DrainCancelled", "ScaledUp"] {
         assert!(
             reasons.contains(&reason.to_owned()),
@@ -313,7 +355,7 @@ async fn a_scale_up_during_a_drain_cancels_it() -> anyhow::Result<()> {
         );
     }
     assert!(!reasons.contains(&"ScaledDown".to_owned()), "{reasons:?}");
-    let status = kube.get(&res::<ChatCluster>(), NS, "team-chat").unwrap()["status"].clone();
+    let status = status_of(&kube).await;
     assert_eq!(status["drainingPods"], json!([]));
     Ok(())
 }
