@@ -7,7 +7,7 @@
 use k8s_openapi::{
     api::{
         apps::v1::Deployment,
-        core::v1::{ConfigMap, Namespace, Pod, ServiceAccount},
+        core::v1::{ConfigMap, Pod, ServiceAccount},
         networking::v1::NetworkPolicy,
         rbac::v1::{ClusterRole, Role},
     },
@@ -19,7 +19,7 @@ use kube::{
 };
 use serde_json::json;
 
-use crate::support::{CHART, eventually, install_crds, plane};
+use crate::support::{CHART, ensure_namespace, eventually, helm_install, install_crds, plane};
 
 /// Running pods of a release's operator Deployment, with their nodes.
 async fn operator_pods(client: &Client, ns: &str, release: &str) -> Vec<(String, String)> {
@@ -46,19 +46,7 @@ async fn helm_installs_upgrades_and_uninstalls_the_operator() -> anyhow::Result<
     let ns = ns.as_str();
     let client = plane().client().await?;
     let full = format!("{ns}-chatscale-operator");
-    let install = plane().run_ok(
-        "helm",
-        &[
-            "install",
-            ns,
-            CHART,
-            "--namespace",
-            ns,
-            "--wait",
-            "--timeout",
-            "2m",
-        ],
-    )?;
+    let install = helm_install(ns, ns, &[])?;
     assert!(install.contains("STATUS: deployed"), "{install}");
 
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -159,38 +147,14 @@ async fn every_chart_option_is_accepted_by_the_api_server() -> anyhow::Result<()
     install_crds("monitoring.coreos.com_")?;
     let client = plane().client().await?;
     // The namespaces ci/all-features-values.yaml names.
-    let namespaces: Api<Namespace> = Api::all(client.clone());
     for name in ["chat", "chat-prod", "monitoring"] {
-        let created = namespaces
-            .create(
-                &Default::default(),
-                &serde_json::from_value(json!({"metadata": {"name": name}}))?,
-            )
-            .await;
-        match created {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => return Err(e.into()),
-        }
+        ensure_namespace(name).await?;
     }
     let ns = plane().namespace("features").await?;
     let ns = ns.as_str();
     let full = format!("{ns}-chatscale-operator");
-    plane().run_ok(
-        "helm",
-        &[
-            "install",
-            ns,
-            CHART,
-            "--namespace",
-            ns,
-            "-f",
-            &format!("{CHART}/ci/all-features-values.yaml"),
-            "--wait",
-            "--timeout",
-            "2m",
-        ],
-    )?;
+    let values = format!("{CHART}/ci/all-features-values.yaml");
+    helm_install(ns, ns, &["-f", &values])?;
     let monitor = |namespace: &str, kind: &str, plural: &str| {
         let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", kind);
         Api::<DynamicObject>::namespaced_with(

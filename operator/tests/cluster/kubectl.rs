@@ -5,11 +5,12 @@
 //! `kubectl explain` shows the field docs; `kubectl get` the printer columns;
 //! `kubectl scale` goes through the scale subresource to the Deployment.
 
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Namespace};
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
-use serde_json::json;
 
-use crate::support::{Installed, eventually, example, installed, manifest_file, plane};
+use crate::support::{
+    Installed, ensure_namespace, eventually, example, installed, manifest_file, plane,
+};
 
 fn yaml_files(dir: &str) -> Vec<String> {
     let mut files: Vec<String> = std::fs::read_dir(chatscale_tests::workspace_root().join(dir))
@@ -27,21 +28,9 @@ fn yaml_files(dir: &str) -> Vec<String> {
 async fn kubectl_applies_the_examples_and_the_api_server_refuses_the_invalid_ones()
 -> anyhow::Result<()> {
     crate::support::ensure_chart_crd()?;
-    let client = plane().client().await?;
     // The examples name their own namespaces.
-    let namespaces: Api<Namespace> = Api::all(client.clone());
     for name in ["chat", "chat-prod", "chat-manual"] {
-        match namespaces
-            .create(
-                &Default::default(),
-                &serde_json::from_value(json!({"metadata": {"name": name}}))?,
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => return Err(e.into()),
-        }
+        ensure_namespace(name).await?;
     }
     let examples = yaml_files("examples");
     assert_eq!(examples.len(), 3, "{examples:?}");

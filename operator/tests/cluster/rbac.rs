@@ -16,8 +16,8 @@ use kube::{Api, Client, api::DeleteParams};
 use serde_json::json;
 
 use crate::support::{
-    CHART, Operator, event_reasons, eventually, example, install_crds, installed, kubeconfig_as,
-    manifest_file, plane, service_account,
+    Operator, event_reasons, eventually, example, helm_install, install_crds, installed,
+    kubeconfig_as, manifest_file, plane, service_account,
 };
 
 /// The Secrets `examples/production.yaml` refers to (placeholders: nothing
@@ -50,19 +50,7 @@ async fn the_operator_reconciles_every_example_under_the_charts_cluster_role() -
     let ns = ns.as_str();
     // The chart's default: a ClusterRole (no watchNamespace). The operator
     // still watches only this namespace so the other tests' clusters stay theirs.
-    plane().run_ok(
-        "helm",
-        &[
-            "install",
-            ns,
-            CHART,
-            "--namespace",
-            ns,
-            "--wait",
-            "--timeout",
-            "2m",
-        ],
-    )?;
+    helm_install(ns, ns, &[])?;
     let account = service_account(ns);
     let kubeconfig = kubeconfig_as(ns, &account)?;
     let operator = Operator::start(&kubeconfig, ns, ns, &format!("{ns}-0"))?;

@@ -15,7 +15,7 @@ use chatscale_tests::{
     cluster::{ControlPlane, die_with_parent, testenv_crds},
     free_port, workspace_root,
 };
-use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::core::v1::{Event, Namespace};
 use kube::{Api, Client, api::ListParams};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -34,26 +34,44 @@ pub fn plane() -> &'static ControlPlane {
     ControlPlane::shared()
 }
 
-/// `helm install RELEASE` of the chart into `namespace`, watching only that
-/// namespace, with `extra` helm arguments; returns the chart's ServiceAccount.
-pub fn install_chart(release: &str, namespace: &str, extra: &[&str]) -> anyhow::Result<String> {
-    let watch = format!("watchNamespace={namespace}");
+/// `helm install RELEASE` of the chart into `namespace` with `extra` helm
+/// arguments, waiting (2 minutes at most) until its pods are Ready; returns
+/// helm's output.
+pub fn helm_install(release: &str, namespace: &str, extra: &[&str]) -> anyhow::Result<String> {
     let mut args = vec![
         "install",
         release,
         CHART,
         "--namespace",
         namespace,
-        "--set",
-        &watch,
         "--wait",
         "--timeout",
         "2m",
     ];
     args.extend_from_slice(extra);
     let _one_at_a_time = HELM.lock().unwrap_or_else(|e| e.into_inner());
-    plane().run_ok("helm", &args)?;
+    plane().run_ok("helm", &args)
+}
+
+/// [`helm_install`] watching only `namespace`; returns the chart's ServiceAccount.
+pub fn install_chart(release: &str, namespace: &str, extra: &[&str]) -> anyhow::Result<String> {
+    let watch = format!("watchNamespace={namespace}");
+    let mut args = vec!["--set", watch.as_str()];
+    args.extend_from_slice(extra);
+    helm_install(release, namespace, &args)?;
     Ok(service_account(release))
+}
+
+/// Creates the namespace `name` unless it exists (for the names examples and
+/// chart values use).
+pub async fn ensure_namespace(name: &str) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(plane().client().await?);
+    let namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
+    match namespaces.create(&Default::default(), &namespace).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The chart's ServiceAccount (and object name) for a release.
