@@ -237,6 +237,7 @@ fn start_on_own_thread() -> anyhow::Result<ControlPlane> {
                 .expect("a tokio runtime");
             match runtime.block_on(start()) {
                 Ok((plane, processes)) => {
+                    remove_etcd_data_at_exit(&plane.dir);
                     let _ = tx.send(Ok(plane));
                     // Hold the processes (and this thread) until the test binary exits.
                     let _keep = processes;
@@ -538,6 +539,22 @@ async fn wait_for_port(what: &str, port: u16, processes: &mut [Process]) -> anyh
             .is_ok()
     })
     .await
+}
+
+static ETCD_DATA: OnceLock<PathBuf> = OnceLock::new();
+
+/// etcd's data (most of a run's folder) goes when the test binary exits; the
+/// logs stay for a look after a failure, until the next run removes them.
+fn remove_etcd_data_at_exit(dir: &Path) {
+    extern "C" fn remove() {
+        if let Some(data) = ETCD_DATA.get() {
+            let _ = std::fs::remove_dir_all(data);
+        }
+    }
+    if ETCD_DATA.set(dir.join("etcd")).is_ok() {
+        // SAFETY: registers a plain function; libtest exits through `exit`.
+        unsafe { libc::atexit(remove) };
+    }
 }
 
 /// Removes the folders of earlier runs whose test binary is gone.
