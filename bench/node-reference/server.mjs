@@ -1,4 +1,4 @@
-// The chatscale protocol (shared/DESIGN.md, "Events") on the usual Node.js
+// The chatscale protocol (README.md, "The protocol in short") on the usual Node.js
 // stack: socket.io 4 + @socket.io/redis-adapter + the `redis` npm client. It
 // exists so that the same load (chatscale-load, Artillery) runs against both
 // servers; it is written the way a team would write it, not tuned:

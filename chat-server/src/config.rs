@@ -1,6 +1,7 @@
 //! The flag table: every setting of a chat-server, as a command-line flag with an
 //! environment-variable twin. Flag and variable names are a contract shared with
-//! the operator, the Helm chart, the tests and users' scripts (see DESIGN.md).
+//! the operator, the Helm chart, the tests and users' scripts (see the README's
+//! Configuration section).
 
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 

@@ -5,15 +5,15 @@
 //! this file declares just the fields the routing builder emits, with the
 //! exact JSON names of the upstream Go types (`apis/v1/httproute_types.go` and
 //! `apis/v1/shared_types.go` of kubernetes-sigs/gateway-api; field list
-//! checked against /work/shared/ROUTING.md §6.2). Optional fields are skipped
+//! checked against docs/routing.md R6.2). Optional fields are skipped
 //! when unset, so the serialized object carries only what the builder chose
 //! and the API server's CRD defaults fill in the rest.
 //!
 //! `sessionPersistence` uses the *released* shape (v1.1.0 – v1.6.1:
 //! `sessionName`, `type`, `absoluteTimeout`, `cookieConfig.lifetimeType`),
-//! ROUTING.md §6.1/§6.2. `idleTimeout` is deliberately absent: it was removed
-//! in v1.6.0 (§6.1). The post-v1.6.1 `cookie`/`header` union is unreleased
-//! (§6.1, §10 item 4) and is not modelled.
+//! docs/routing.md R6.1/R6.2. `idleTimeout` is deliberately absent: it was removed
+//! in v1.6.0 (R6.1). The post-v1.6.1 `cookie`/`header` union is unreleased
+//! (R6.1, R10 item 2) and is not modelled.
 
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -76,7 +76,7 @@ pub struct HTTPRouteRule {
     /// Where matching requests go.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backend_refs: Vec<HTTPBackendRef>,
-    /// Session persistence (experimental channel only, ROUTING.md §6.1).
+    /// Session persistence (experimental channel only, docs/routing.md R6.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_persistence: Option<SessionPersistence>,
 }
@@ -133,14 +133,14 @@ pub struct HTTPBackendRef {
     pub weight: Option<i32>,
 }
 
-/// `SessionPersistence`, released shape v1.1.0 – v1.6.1 (ROUTING.md §6.2).
+/// `SessionPersistence`, released shape v1.1.0 – v1.6.1 (docs/routing.md R6.2).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionPersistence {
-    /// Cookie (or header) name, at most 128 characters (§6.2).
+    /// Cookie (or header) name, at most 128 characters (R6.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_name: Option<String>,
-    /// Gateway API Duration (`^([0-9]{1,5}(h|m|s|ms)){1,4}$`, §6.2); required
+    /// Gateway API Duration (`^([0-9]{1,5}(h|m|s|ms)){1,4}$`, R6.2); required
     /// with `lifetimeType: Permanent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub absolute_timeout: Option<String>,
@@ -152,14 +152,14 @@ pub struct SessionPersistence {
     pub cookie_config: Option<CookieConfig>,
 }
 
-/// `SessionPersistenceType` (§9: `Cookie` / `Header`).
+/// `SessionPersistenceType` (R9: `Cookie` / `Header`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum SessionPersistenceType {
     Cookie,
     Header,
 }
 
-/// `CookieConfig` (§6.2).
+/// `CookieConfig` (R6.2).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CookieConfig {
@@ -168,7 +168,7 @@ pub struct CookieConfig {
     pub lifetime_type: Option<CookieLifetimeType>,
 }
 
-/// `CookieLifetimeType` (§9: `Permanent` / `Session`).
+/// `CookieLifetimeType` (R9: `Permanent` / `Session`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum CookieLifetimeType {
     Permanent,

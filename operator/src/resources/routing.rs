@@ -3,15 +3,15 @@
 //! Socket.IO starts every session with HTTP long-polling and only then
 //! upgrades to a WebSocket; all requests of one Engine.IO session must reach
 //! the same pod, or the client gets HTTP 400 "Session ID unknown"
-//! (/work/shared/ROUTING.md §0). This file builds the one object that gives
+//! (docs/routing.md R0). This file builds the one object that gives
 //! users that stickiness: a Gateway API `HTTPRoute` when `routing.gateway` is
 //! set, otherwise an `Ingress` with the cookie-affinity settings of the chosen
-//! controller. Only settings marked verified (V) in ROUTING.md are emitted;
+//! controller. Only settings marked verified (V) in docs/routing.md are emitted;
 //! each carries the section it comes from.
 //!
 //! Cross-origin pages: the affinity cookie is only sent when the Socket.IO
 //! server allows `credentials: true` and the client sets `withCredentials`
-//! (ROUTING.md §0); that is the chat-server's concern, not this builder's.
+//! (docs/routing.md R0); that is the chat-server's concern, not this builder's.
 
 use std::collections::BTreeMap;
 
@@ -34,10 +34,10 @@ use crate::api::{ChatCluster, GatewayRouting, IngressFlavor, IngressRouting};
 pub const CLIENT_SERVICE_PORT: i32 = 80;
 
 /// The path routed to the chat cluster: `/` covers both the Socket.IO
-/// endpoint `/socket.io/` (ROUTING.md §0) and the demo page.
+/// endpoint `/socket.io/` (docs/routing.md R0) and the demo page.
 const ROOT_PATH: &str = "/";
 
-/// Longest `sessionPersistence.sessionName` the Gateway API accepts (ROUTING.md §6.2).
+/// Longest `sessionPersistence.sessionName` the Gateway API accepts (docs/routing.md R6.2).
 const MAX_COOKIE_NAME: usize = 128;
 
 const NGINX: &str = "nginx.ingress.kubernetes.io/";
@@ -59,7 +59,7 @@ pub fn objects(cc: &ChatCluster) -> Result<Vec<DynamicObject>, SpecError> {
 
 /// Annotations the chat client Service must carry for the routing to be
 /// sticky. Only Traefik's Kubernetes Ingress provider reads its sticky-cookie
-/// settings from the Service instead of the Ingress (ROUTING.md §4.1); every
+/// settings from the Service instead of the Ingress (docs/routing.md R4.1); every
 /// other flavor, and Gateway API, gets an empty map.
 pub fn service_annotations(cc: &ChatCluster) -> BTreeMap<String, String> {
     let routing = &cc.spec.routing;
@@ -67,21 +67,21 @@ pub fn service_annotations(cc: &ChatCluster) -> BTreeMap<String, String> {
         return BTreeMap::new();
     }
     let mut annotations = super::annotations([
-        // ROUTING.md §4.1: `service.sticky.cookie: "true"` enables the cookie (Traefik v2+).
+        // docs/routing.md R4.1: `service.sticky.cookie: "true"` enables the cookie (Traefik v2+).
         (TRAEFIK, "true".to_owned()),
-        // §4.1: always name the cookie; the default is an opaque hash of the backend (cookie.go).
+        // R4.1: always name the cookie; the default is an opaque hash of the backend (cookie.go).
         (&format!("{TRAEFIK}.name"), routing.cookie_name.clone()),
-        // §4.1: `httponly` "true"/"false" (v2+); scripts never need the affinity cookie.
+        // R4.1: `httponly` "true"/"false" (v2+); scripts never need the affinity cookie.
         (&format!("{TRAEFIK}.httponly"), "true".to_owned()),
-        // §4.1 and §9: Traefik spells SameSite in lower case: `none` / `lax` / `strict` (v2+).
+        // R4.1 and R9: Traefik spells SameSite in lower case: `none` / `lax` / `strict` (v2+).
         (&format!("{TRAEFIK}.samesite"), "lax".to_owned()),
     ]);
     if routing.tls_secret_name.is_some() {
-        // §4.1: `secure` "true"/"false" (v2+). Only when the Ingress terminates TLS: a
+        // R4.1: `secure` "true"/"false" (v2+). Only when the Ingress terminates TLS: a
         // Secure cookie is never sent back over plain HTTP, which would lose stickiness.
         annotations.insert(format!("{TRAEFIK}.secure"), "true".to_owned());
     }
-    // Deliberately not emitted (ROUTING.md §4.1, §9): `maxage` needs Traefik v3.0+,
+    // Deliberately not emitted (docs/routing.md R4.1, R9): `maxage` needs Traefik v3.0+,
     // `path` v3.3+ (its default is already `/`), `domain` v3.4+. Without `maxage`
     // the cookie lives for the browser session, which outlasts any Socket.IO session.
     annotations
@@ -93,7 +93,7 @@ fn ingress_routing(cc: &ChatCluster) -> IngressRouting {
 }
 
 /// A cookie name every flavor accepts: ingress-nginx allows letters, digits
-/// and `-._~/:` (ROUTING.md §2.2), Gateway API at most 128 characters (§6.2);
+/// and `-._~/:` (docs/routing.md R2.2), Gateway API at most 128 characters (R6.2);
 /// `/` and `:` are left out because RFC 6265 cookie names may not contain them.
 fn check_cookie_name(name: &str) -> Result<(), SpecError> {
     let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~');
@@ -153,73 +153,73 @@ fn ingress(cc: &ChatCluster, routing: &IngressRouting) -> Ingress {
 fn ingress_annotations(cc: &ChatCluster, flavor: IngressFlavor) -> BTreeMap<String, String> {
     match flavor {
         IngressFlavor::IngressNginx => ingress_nginx_annotations(cc),
-        // ROUTING.md §4.1: Traefik's Ingress provider takes sticky settings from the
-        // Service, and there is no per-Ingress timeout annotation (§4.3); WebSocket
-        // needs no switch (§4.3).
+        // docs/routing.md R4.1: Traefik's Ingress provider takes sticky settings from the
+        // Service, and there is no per-Ingress timeout annotation (R4.3); WebSocket
+        // needs no switch (R4.3).
         IngressFlavor::Traefik => BTreeMap::new(),
         IngressFlavor::Haproxy => haproxy_ingress_annotations(cc),
     }
 }
 
 /// kubernetes/ingress-nginx and its forks (Chainguard, Forkline: same affinity
-/// keys, ROUTING.md §2.6). Values are strings (§2.1). WebSocket needs no
-/// annotation (§2.4). `service-upstream` is left unset: it breaks stickiness (§2.2).
+/// keys, docs/routing.md R2.6). Values are strings (R2.1). WebSocket needs no
+/// annotation (R2.4). `service-upstream` is left unset: it breaks stickiness (R2.2).
 fn ingress_nginx_annotations(cc: &ChatCluster) -> BTreeMap<String, String> {
     let cookie = &cc.spec.routing.cookie_name;
     let pairs = [
-        // §2.2 / §9: the only accepted value, lower case.
+        // R2.2 / R9: the only accepted value, lower case.
         ("affinity", "cookie".to_owned()),
-        // §2.2: `persistent` never rebalances; `balanced` (the default) moves some
+        // R2.2: `persistent` never rebalances; `balanced` (the default) moves some
         // sessions when the Deployment scales up, which would break live long-poll
-        // sessions (400 "Session ID unknown", §0). Scale-up balance comes from new
+        // sessions (400 "Session ID unknown", R0). Scale-up balance comes from new
         // sessions and from the operator's drains instead.
         ("affinity-mode", "persistent".to_owned()),
-        // §2.2: letters, digits and `-._~/:` (checked by `check_cookie_name`).
+        // R2.2: letters, digits and `-._~/:` (checked by `check_cookie_name`).
         ("session-cookie-name", cookie.clone()),
-        // §2.2: the default path is the matched Ingress location path (sticky.lua
+        // R2.2: the default path is the matched Ingress location path (sticky.lua
         // `location_path`); set `/` explicitly so it always covers `/socket.io/`
-        // and the page that opens it (§0 rule of thumb).
+        // and the page that opens it (R0 rule of thumb).
         ("session-cookie-path", ROOT_PATH.to_owned()),
-        // §2.2 / §9: capitalised spelling (the conditional-None logic compares literals).
+        // R2.2 / R9: capitalised spelling (the conditional-None logic compares literals).
         ("session-cookie-samesite", "Lax".to_owned()),
-        // §2.2: integer seconds, emitted as `Max-Age`: one day.
+        // R2.2: integer seconds, emitted as `Max-Age`: one day.
         ("session-cookie-max-age", "86400".to_owned()),
-        // §2.2: after a failed attempt re-pin to another pod instead of retrying the
+        // R2.2: after a failed attempt re-pin to another pod instead of retrying the
         // dead one; the Socket.IO client reconnects with a new session anyway.
         ("session-cookie-change-on-failure", "true".to_owned()),
-        // §2.4 / §9: unitless integer seconds ("3600s" fails validation); between two
+        // R2.4 / R9: unitless integer seconds ("3600s" fails validation); between two
         // reads/writes, not the whole connection; the docs recommend >= 3600 for WebSockets.
         ("proxy-read-timeout", "3600".to_owned()),
         ("proxy-send-timeout", "3600".to_owned()),
     ];
     // `session-cookie-secure` stays unset: ingress-nginx then adds `Secure` exactly
-    // when the request reached it over HTTPS (§2.2).
+    // when the request reached it over HTTPS (R2.2).
     pairs
         .into_iter()
         .map(|(k, v)| (format!("{NGINX}{k}"), v))
         .collect()
 }
 
-/// jcmoraisjr/haproxy-ingress (ROUTING.md §5.1), Backend-scope keys set on
-/// the Ingress. Not the HAProxy Technologies controller (§5.2), whose keys
+/// jcmoraisjr/haproxy-ingress (docs/routing.md R5.1), Backend-scope keys set on
+/// the Ingress. Not the HAProxy Technologies controller (R5.2), whose keys
 /// (`haproxy.org/...`) differ and whose `timeout-tunnel` is ConfigMap-only.
 fn haproxy_ingress_annotations(cc: &ChatCluster) -> BTreeMap<String, String> {
     let pairs = [
-        // §5.1: `cookie` is the only option.
+        // R5.1: `cookie` is the only option.
         ("affinity", "cookie".to_owned()),
-        // §5.1: string, default `INGRESSCOOKIE`.
+        // R5.1: string, default `INGRESSCOOKIE`.
         ("session-cookie-name", cc.spec.routing.cookie_name.clone()),
-        // §5.1: `insert` (HAProxy adds the cookie; default keywords then
+        // R5.1: `insert` (HAProxy adds the cookie; default keywords then
         // `indirect nocache httponly`).
         ("session-cookie-strategy", "insert".to_owned()),
-        // §5.1: Backend scope, inactivity timeout of tunnels (WebSocket after the
-        // upgrade); always with a unit, bare numbers are milliseconds (§9). 1h matches
+        // R5.1: Backend scope, inactivity timeout of tunnels (WebSocket after the
+        // upgrade); always with a unit, bare numbers are milliseconds (R9). 1h matches
         // the ingress-nginx timeouts.
         ("timeout-tunnel", "1h".to_owned()),
     ];
     // Not emitted: `session-cookie-same-site` is a boolean that forces
-    // `SameSite=None; Secure` (§5.1, §9), unwanted for a same-site page; a cookie
-    // lifetime via `session-cookie-keywords` is unverified (§5.1, §10 item 7).
+    // `SameSite=None; Secure` (R5.1, R9), unwanted for a same-site page; a cookie
+    // lifetime via `session-cookie-keywords` is unverified (R5.1, R10 item 5).
     pairs
         .into_iter()
         .map(|(k, v)| (format!("{HAPROXY}{k}"), v))
@@ -229,12 +229,12 @@ fn haproxy_ingress_annotations(cc: &ChatCluster) -> BTreeMap<String, String> {
 /// The HTTPRoute: attached to the spec's Gateways, one rule for `/` to the
 /// chat Service, with cookie session persistence.
 ///
-/// Requirements (ROUTING.md §6.1): `sessionPersistence` exists only in the
+/// Requirements (docs/routing.md R6.1): `sessionPersistence` exists only in the
 /// Gateway API **experimental** channel CRDs (since v1.1.0); on standard-channel
 /// CRDs the field is not in the schema. Implementations that honour it
-/// (§6.3): Envoy Gateway since v1.2.0; NGINX Gateway Fabric with NGINX Plus
+/// (R6.3): Envoy Gateway since v1.2.0; NGINX Gateway Fabric with NGINX Plus
 /// only; Cilium from the release containing PR #48029; Traefik's Gateway
-/// provider does not (§4.5). Istio, kgateway and others are unverified.
+/// provider does not (R4.5). Istio, kgateway and others are unverified.
 ///
 /// TLS: an HTTPRoute carries no certificate; TLS terminates on the Gateway
 /// listener (`certificateRefs`), so `routing.tlsSecretName` is not used here.
@@ -272,10 +272,10 @@ fn http_route(cc: &ChatCluster, gateway: &GatewayRouting) -> HTTPRoute {
                     port: Some(CLIENT_SERVICE_PORT),
                     ..Default::default()
                 }],
-                // §6.2 released shape (v1.1.0 – v1.6.1). §6.2 builder rules: `type: Cookie`
+                // R6.2 released shape (v1.1.0 – v1.6.1). R6.2 builder rules: `type: Cookie`
                 // together with `cookieConfig.lifetimeType`; `Session` (browser-session
                 // cookie) needs no `absoluteTimeout`; never `idleTimeout` (gone in v1.6.0).
-                // Envoy Gateway sets the cookie Path to the rule's path match, `/` (§6.3).
+                // Envoy Gateway sets the cookie Path to the rule's path match, `/` (R6.3).
                 session_persistence: Some(SessionPersistence {
                     session_name: Some(routing.cookie_name.clone()),
                     absolute_timeout: None,
@@ -422,7 +422,7 @@ spec: {{routing: {{host: chat.example.com, {routing}}}}}
             annotations["nginx.ingress.kubernetes.io/session-cookie-name"],
             "SID"
         );
-        // Timeouts are digits only (ROUTING.md §2.4).
+        // Timeouts are digits only (docs/routing.md R2.4).
         for key in ["proxy-read-timeout", "proxy-send-timeout"] {
             let value = &annotations[&format!("nginx.ingress.kubernetes.io/{key}")];
             assert!(value.chars().all(|c| c.is_ascii_digit()), "{key}: {value}");
@@ -483,7 +483,7 @@ spec: {{routing: {{host: chat.example.com, {routing}}}}}
             annotations["traefik.ingress.kubernetes.io/service.sticky.cookie.secure"],
             "true"
         );
-        // v3-only keys (ROUTING.md §4.1) are not emitted.
+        // v3-only keys (docs/routing.md R4.1) are not emitted.
         for key in ["maxage", "path", "domain"] {
             assert!(
                 !annotations.contains_key(&format!("{TRAEFIK}.{key}")),
@@ -550,7 +550,7 @@ spec: {{routing: {{host: chat.example.com, {routing}}}}}
                 }]
             })
         );
-        // Never the field removed in Gateway API v1.6.0 (ROUTING.md §6.1).
+        // Never the field removed in Gateway API v1.6.0 (docs/routing.md R6.1).
         assert_eq!(
             object.data["spec"]["rules"][0]["sessionPersistence"]["idleTimeout"],
             Value::Null
