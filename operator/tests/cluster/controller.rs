@@ -423,7 +423,7 @@ async fn a_gateway_cluster_gets_an_httproute_the_gateway_api_crd_accepts() -> an
         client,
     } = installed("gateway").await?;
     let ns = ns.as_str();
-    crate::rbac::production_secrets(&client, ns).await?;
+    crate::support::production_secrets(&client, ns).await?;
     Api::<ChatCluster>::namespaced(client.clone(), ns)
         .create(
             &Default::default(),

@@ -4,6 +4,7 @@
 //! examples moved into a test's namespace, and waits on API state.
 
 use std::{
+    collections::BTreeMap,
     path::PathBuf,
     process::Stdio,
     sync::{Arc, Mutex},
@@ -15,9 +16,9 @@ use chatscale_tests::{
     cluster::{ControlPlane, die_with_parent, testenv_crds},
     free_port, workspace_root,
 };
-use k8s_openapi::api::core::v1::{Event, Namespace};
+use k8s_openapi::api::core::v1::{Event, Namespace, Secret};
 use kube::{Api, Client, api::ListParams};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// How long a test waits for the operator or the controllers to act.
@@ -66,7 +67,7 @@ pub fn install_chart(release: &str, namespace: &str, extra: &[&str]) -> anyhow::
 /// chart values use).
 pub async fn ensure_namespace(name: &str) -> anyhow::Result<()> {
     let namespaces: Api<Namespace> = Api::all(plane().client().await?);
-    let namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
+    let namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
     match namespaces.create(&Default::default(), &namespace).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
@@ -208,6 +209,24 @@ pub fn example(name: &str, namespace: &str) -> anyhow::Result<Value> {
     let mut value: Value = serde_saphyr::from_str(&std::fs::read_to_string(&path)?)?;
     value["metadata"]["namespace"] = Value::String(namespace.to_owned());
     Ok(value)
+}
+
+/// The Secrets `examples/production.yaml` refers to (placeholders: nothing
+/// connects to them here).
+pub async fn production_secrets(client: &Client, ns: &str) -> anyhow::Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    for (name, key, value) in [
+        ("redis-cluster", "url", "redis://redis-cluster.invalid:6379"),
+        ("openai", "api-key", "sk-test-not-a-real-key"),
+        ("idp-jwks", "jwks.json", r#"{"keys":[]}"#),
+    ] {
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "stringData": BTreeMap::from([(key, value)]),
+        }))?;
+        secrets.create(&Default::default(), &secret).await?;
+    }
+    Ok(())
 }
 
 /// Writes `value` to a file kubectl can apply.

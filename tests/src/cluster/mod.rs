@@ -372,7 +372,6 @@ async fn start() -> anyhow::Result<(ControlPlane, Vec<Process>)> {
             "--use-service-account-credentials=false",
             &format!("--service-account-private-key-file={sa_key}"),
             &format!("--root-ca-file={}", pki.ca_cert.display()),
-            "--cluster-cidr=127.64.0.0/16",
             "--allocate-node-cidrs=false",
             "--concurrent-gc-syncs=5",
             "--v=2",
