@@ -18,7 +18,6 @@
 use std::{
     collections::BTreeSet,
     path::PathBuf,
-    process::Stdio,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -33,13 +32,10 @@ use chatscale_operator::{
     },
 };
 use chatscale_tests::{
-    ChatServer, RedisServer, RedisTraffic, chat_server_bin, free_port, wait_until, workspace_root,
+    ChatServer, RedisServer, RedisTraffic, chat_server_bin, fleet::Fleet, free_port, wait_until,
 };
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
-    process::{Child, ChildStdin, ChildStdout, Command},
-};
+use tokio::process::Command;
 
 const TOKEN: &str = "autoscale-local-test-token";
 const TARGET: i32 = 10;
@@ -234,49 +230,6 @@ impl Cluster for LocalCluster {
     }
 }
 
-/// The JS client fleet behind nginx (one JSON line per command and answer).
-struct Fleet {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
-    url: String,
-}
-
-impl Fleet {
-    async fn start(upstreams: &[String]) -> anyhow::Result<Self> {
-        let mut child = Command::new("node")
-            .arg(workspace_root().join("tests/js/tools/fleet.mjs"))
-            .env("FLEET_UPSTREAMS", upstreams.join(","))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
-        let stdin = child.stdin.take().expect("piped");
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
-        let first: Value = serde_json::from_str(&stdout.next_line().await?.unwrap_or_default())?;
-        let url = first["url"].as_str().unwrap_or_default().to_owned();
-        anyhow::ensure!(!url.is_empty(), "the fleet did not start: {first}");
-        Ok(Self {
-            child,
-            stdin,
-            stdout,
-            url,
-        })
-    }
-
-    async fn call(&mut self, command: Value) -> anyhow::Result<Value> {
-        self.stdin
-            .write_all(format!("{command}\n").as_bytes())
-            .await?;
-        let line = tokio::time::timeout(Duration::from_secs(120), self.stdout.next_line())
-            .await??
-            .unwrap_or_default();
-        let answer: Value = serde_json::from_str(&line)?;
-        anyhow::ensure!(answer.get("error").is_none(), "{command}: {answer}");
-        Ok(answer)
-    }
-}
-
 /// Sends SIG`name` to a process of this test.
 async fn signal(name: &str, pid: u32) -> anyhow::Result<()> {
     let status = Command::new("kill")
@@ -340,7 +293,7 @@ async fn ramps_up_to_three_servers_and_drains_back_to_one_losing_nothing() -> an
         .iter()
         .map(|(p, _)| format!("127.0.0.1:{p}"))
         .collect();
-    let mut fleet = Fleet::start(&upstreams).await?;
+    let mut fleet = Fleet::start(&[("FLEET_UPSTREAMS", &upstreams.join(","))]).await?;
     let cluster = LocalCluster::new(pods.clone(), None);
     let metrics = Arc::new(Metrics::default());
     let autoscaler = cluster.autoscale(spec(), metrics.clone());
@@ -446,8 +399,7 @@ async fn ramps_up_to_three_servers_and_drains_back_to_one_losing_nothing() -> an
     );
 
     autoscaler.abort();
-    fleet.call(json!({"op": "stop"})).await?;
-    let _ = fleet.child.wait().await;
+    fleet.stop().await?;
     pods.set_replicas(0).await?;
     redis.stop().await?;
     Ok(())

@@ -3,6 +3,7 @@
 //! (rust_socketio), and read its Prometheus metrics.
 
 pub mod cluster;
+pub mod fleet;
 
 use std::{
     path::Path,

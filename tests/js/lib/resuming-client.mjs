@@ -7,10 +7,15 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { connect, ask } from './client.mjs';
 
-/** One client of one room, from one source address (`localAddress`). */
+/**
+ * One client of one room, from one source address (`localAddress`). With
+ * `cookies`, the client keeps the cookies its server sets (engine.io-client's
+ * cookie jar in Node.js, `withCredentials`), as a browser would for a
+ * cookie-affinity load balancer.
+ */
 export class ResumingClient {
-  constructor(url, room, localAddress) {
-    Object.assign(this, { url, room, localAddress });
+  constructor(url, room, localAddress, { cookies = false } = {}) {
+    Object.assign(this, { url, room, localAddress, cookies });
     this.applied = new Map(); // roomSeq -> event
     this.received = 0;
     this.duplicates = 0;
@@ -33,7 +38,7 @@ export class ResumingClient {
 
   async open(resume) {
     const agent = new http.Agent({ localAddress: this.localAddress, keepAlive: true });
-    const socket = await connect(this.url, { agent });
+    const socket = await connect(this.url, { agent, withCredentials: this.cookies });
     this.socket = socket;
     socket.on('message', (m) => this.take(m));
     socket.on('ai-response-stream', (c) => this.take(c));

@@ -5,6 +5,9 @@
 // It starts nginx (deploy/nginx template, `hash $remote_addr consistent`,
 // `max_fails=0` so an upstream that starts late is used at once) in front of
 // the upstreams, whether or not they run yet, and prints {"url": ...}.
+// Or, behind a load balancer the caller runs: FLEET_URL=http://... and
+// FLEET_ACCESS_LOG=its access log (same format as lib/nginx.mjs's), and
+// FLEET_COOKIES=1 to keep the affinity cookie it sets.
 // Then every stdin line is one JSON command, answered by one JSON line:
 //   {"op":"open","count":N}   N more clients join FLEET_ROOM (each from its
 //                             own 127.0.x.y address, so the hash spreads them)
@@ -12,11 +15,14 @@
 //                             the AI every 2 s, until "finish"
 //   {"op":"keep","count":K}   close all clients but K, chosen round robin over
 //                             the upstreams that served them (client 0 stays)
+//   {"op":"moves"}            clients told to move (server-draining) since
+//                             the last "moves", and the slowest reconnect
 //   {"op":"finish"}           stop talking, wait for running answers, send a
 //                             last message and wait until every client holds
 //                             every event up to it; report the counts
 //   {"op":"stop"}             close everything and exit
 // Clients follow the documented recipe (lib/resuming-client.mjs).
+import { readFile } from 'node:fs/promises';
 import readline from 'node:readline';
 import { startNginx } from '../lib/nginx.mjs';
 import { ask } from '../lib/client.mjs';
@@ -25,10 +31,14 @@ import { ResumingClient } from '../lib/resuming-client.mjs';
 
 const upstreams = (process.env.FLEET_UPSTREAMS ?? '').split(',').filter(Boolean);
 const room = process.env.FLEET_ROOM ?? 'autoscale';
-const nginx = await startNginx({
-  upstreams: upstreams.map((u) => `${u} max_fails=0`),
-  balance: 'hash $remote_addr consistent',
-});
+const external = process.env.FLEET_URL;
+const nginx = external
+  ? { url: external, accessLog: () => readFile(process.env.FLEET_ACCESS_LOG, 'utf8'), stop: async () => {} }
+  : await startNginx({
+    upstreams: upstreams.map((u) => `${u} max_fails=0`),
+    balance: 'hash $remote_addr consistent',
+  });
+const cookies = process.env.FLEET_COOKIES === '1';
 const clients = [];
 let opened = 0;
 let talking = null;
@@ -39,7 +49,7 @@ const reply = (value) => process.stdout.write(`${JSON.stringify(value)}\n`);
 async function open(count) {
   const fresh = [];
   for (let i = 0; i < count; i++, opened++) {
-    fresh.push(new ResumingClient(nginx.url, room, `127.0.${1 + Math.floor(opened / 200)}.${2 + (opened % 200)}`));
+    fresh.push(new ResumingClient(nginx.url, room, `127.0.${1 + Math.floor(opened / 200)}.${2 + (opened % 200)}`, { cookies }));
   }
   await Promise.all(fresh.map((c) => c.open(false)));
   clients.push(...fresh);
@@ -93,6 +103,14 @@ function talk() {
   return {};
 }
 
+function moves() {
+  const moved = clients.filter((c) => c.moved);
+  const slowest = Math.max(0, ...moved.map((c) => (c.moved.reconnectedAt ?? Infinity) - c.moved.at));
+  const pending = moved.filter((c) => !c.moved.reconnectedAt).length;
+  for (const c of moved) c.moved = null;
+  return { moved: moved.length, pending, slowestMoveMs: Number.isFinite(slowest) ? Math.round(slowest) : null };
+}
+
 async function finish() {
   clearInterval(talking);
   const talker = clients[0];
@@ -128,6 +146,7 @@ for await (const line of readline.createInterface({ input: process.stdin })) {
       case 'open': reply(await open(command.count)); break;
       case 'talk': reply(talk()); break;
       case 'keep': reply(await keep(command.count)); break;
+      case 'moves': reply(moves()); break;
       case 'finish': reply(await finish()); break;
       case 'stop':
         for (const c of clients) c.close();

@@ -9,9 +9,16 @@
 //! (`scripts/isolated`, which `make rust-test` uses): Services get cluster IPs
 //! and the operator resolves in-cluster names, and none of that may leave
 //! this machine.
+//!
+//! By default kwok makes every scheduled pod Running and Ready and nothing
+//! runs ([`Pods::Simulated`]). With [`Pods::Run`] kwok only gives pods their
+//! IPs and the [`runner`] runs each pod's real program as a local process.
 
 mod certs;
+pub mod hosts;
+pub mod ingress;
 mod process;
+pub mod runner;
 
 use std::{
     path::{Path, PathBuf},
@@ -32,7 +39,7 @@ use kube::{
 use serde_json::json;
 
 use process::Process;
-pub use process::die_with_parent;
+pub use process::{die_with_parent, spawn_durable};
 
 use crate::{free_port, workspace_root};
 
@@ -57,16 +64,62 @@ pub struct ControlPlane {
     pub bin: PathBuf,
 }
 
-static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+/// Who moves a scheduled pod on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pods {
+    /// kwok's default stages: Running and Ready at once, deleted at once; no
+    /// program runs.
+    Simulated,
+    /// kwok gives the pod its IPs and leaves it Pending and not Ready
+    /// (`kwok-pod-stages.yaml`); the [`runner`] runs its programs, sets
+    /// Running and Ready, and stops and removes it when it is deleted.
+    Run,
+}
+
+/// How the control plane starts.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    pub pods: Pods,
+    /// Refuse to start outside a network namespace with only loopback (the
+    /// tests); `make local-cluster` runs on the host's loopback instead.
+    pub isolated_network: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            pods: Pods::Simulated,
+            isolated_network: true,
+        }
+    }
+}
+
+type Started = (Options, Result<ControlPlane, String>);
+static SHARED: OnceLock<Started> = OnceLock::new();
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 impl ControlPlane {
-    /// The test binary's control plane, started by the first caller.
+    /// The test binary's control plane with kwok's simulated pods, started by
+    /// the first caller.
     ///
     /// Panics, with what to install or what went wrong, when it cannot start:
     /// a missing binary fails the tests, it never skips them.
     pub fn shared() -> &'static ControlPlane {
-        match SHARED.get_or_init(|| start_on_own_thread().map_err(|e| format!("{e:#}"))) {
+        Self::shared_with(Options::default())
+    }
+
+    /// [`Self::shared`] with other options; every caller in one process must
+    /// ask for the same.
+    pub fn shared_with(options: Options) -> &'static ControlPlane {
+        let (started_with, result) = SHARED.get_or_init(|| {
+            let result = start_on_own_thread(options).map_err(|e| format!("{e:#}"));
+            (options, result)
+        });
+        assert_eq!(
+            started_with.pods, options.pods,
+            "one control plane per process: it was started with other options"
+        );
+        match result {
             Ok(plane) => plane,
             Err(error) => panic!("the test control plane did not start: {error}"),
         }
@@ -226,7 +279,7 @@ fn kubeconfig_yaml(server: &str, ca: &Path, user: &str, name: &str) -> String {
 
 /// Starts everything on a thread that lives as long as the test binary: the
 /// processes die with the thread that started them (see [`process`]).
-fn start_on_own_thread() -> anyhow::Result<ControlPlane> {
+fn start_on_own_thread(options: Options) -> anyhow::Result<ControlPlane> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("control-plane".into())
@@ -235,7 +288,7 @@ fn start_on_own_thread() -> anyhow::Result<ControlPlane> {
                 .enable_all()
                 .build()
                 .expect("a tokio runtime");
-            match runtime.block_on(start()) {
+            match runtime.block_on(start(options)) {
                 Ok((plane, processes)) => {
                     remove_etcd_data_at_exit(&plane.dir);
                     let _ = tx.send(Ok(plane));
@@ -253,8 +306,10 @@ fn start_on_own_thread() -> anyhow::Result<ControlPlane> {
     rx.recv().context("the control-plane thread ended")?
 }
 
-async fn start() -> anyhow::Result<(ControlPlane, Vec<Process>)> {
-    ensure_isolated_network()?;
+async fn start(options: Options) -> anyhow::Result<(ControlPlane, Vec<Process>)> {
+    if options.isolated_network {
+        ensure_isolated_network()?;
+    }
     let bin = testenv_bin();
     for tool in [
         "etcd",
@@ -393,21 +448,23 @@ async fn start() -> anyhow::Result<(ControlPlane, Vec<Process>)> {
         &dir,
     )?);
     let kwok_port = free_port();
-    processes.push(Process::start(
-        "kwok",
-        &bin.join("kwok"),
-        &strings(&[
-            &kubeconfig_arg,
-            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            &format!("--cidr={POD_CIDR}"),
-            "--node-ip=127.0.0.1",
-            // Node heartbeats: without renewed Leases the node lifecycle
-            // controller marks the nodes NotReady after its grace period.
-            "--node-lease-duration-seconds=40",
-            &format!("--server-address=127.0.0.1:{kwok_port}"),
-        ]),
-        &dir,
-    )?);
+    let mut kwok_args = strings(&[
+        &kubeconfig_arg,
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+        &format!("--cidr={POD_CIDR}"),
+        "--node-ip=127.0.0.1",
+        // Node heartbeats: without renewed Leases the node lifecycle
+        // controller marks the nodes NotReady after its grace period.
+        "--node-lease-duration-seconds=40",
+        &format!("--server-address=127.0.0.1:{kwok_port}"),
+    ]);
+    if options.pods == Pods::Run {
+        // kwok's own pod stages are replaced (its node stages stay).
+        let stages = dir.join("kwok-pod-stages.yaml");
+        std::fs::write(&stages, include_str!("kwok-pod-stages.yaml"))?;
+        kwok_args.push(format!("--config={}", stages.display()));
+    }
+    processes.push(Process::start("kwok", &bin.join("kwok"), &kwok_args, &dir)?);
 
     let nodes: Api<Node> = Api::all(client.clone());
     for name in NODES {

@@ -76,3 +76,38 @@ pub fn die_with_parent(command: &mut Command) {
         });
     }
 }
+
+/// Spawns `command` on a thread that lives as long as this process, so that
+/// `PR_SET_PDEATHSIG` (set here) fires only when the whole process ends: a
+/// child spawned from a tokio worker or blocking thread would be killed when
+/// that thread ends.
+pub fn spawn_durable(mut command: Command) -> std::io::Result<Child> {
+    type Request = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Request>>> =
+        std::sync::OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Request>();
+        std::thread::Builder::new()
+            .name("durable-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in rx {
+                    let _ = reply.send(command.spawn());
+                }
+                // The senders are static: this loop never ends, and the
+                // thread (with it the children's parent-death signal) lives
+                // until the process exits.
+            })
+            .expect("a spawner thread");
+        std::sync::Mutex::new(tx)
+    });
+    die_with_parent(&mut command);
+    let (reply, answer) = std::sync::mpsc::channel();
+    spawner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send((command, reply))
+        .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
+    answer
+        .recv()
+        .map_err(|_| std::io::Error::other("the spawner thread is gone"))?
+}

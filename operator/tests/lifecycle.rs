@@ -1,0 +1,354 @@
+//! The whole product end to end on the real control plane, with pods that
+//! really run: `helm install` of the chart (its operator pods run the real
+//! operator binary), a ChatCluster with managed Redis and autoscaling applied
+//! with `kubectl`, its pods run by the pod runner (real chat-server and
+//! redis-server processes on their pod IPs), a real nginx configured from
+//! the operator's Ingress (cookie affinity) in front of the Ready pods, and
+//! official socket.io-client clients that follow the README's resume recipe.
+//!
+//! Load ramps up: the autoscaler raises replicas and the real Deployment and
+//! ReplicaSet controllers create the pods. Load drops: the autoscaler marks
+//! and drains the emptiest pods and the ReplicaSet controller deletes exactly
+//! those (SIGTERM, exit 0). `kubectl rollout restart` replaces every pod
+//! through SIGTERM and drain. Every remaining client holds every room event,
+//! every AI answer completes, and the Events tell the story.
+//!
+//! What is real: etcd, kube-apiserver, kube-controller-manager,
+//! kube-scheduler, helm, kubectl, the operator, chat-server, redis-server,
+//! nginx and socket.io-client. What stands in: kwok for the kubelets (pod IPs
+//! on loopback), the pod runner for the container runtime, `/etc/hosts` for
+//! cluster DNS and kube-proxy, nginx configured by the test for the Ingress
+//! controller.
+
+use std::{
+    collections::BTreeSet,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use chatscale_tests::{
+    chat_server_bin,
+    cluster::{
+        ControlPlane, Options, Pods, hosts,
+        ingress::IngressStandIn,
+        runner::{PodRunner, launch::Programs},
+    },
+    fleet::Fleet,
+    workspace_root,
+};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod, networking::v1::Ingress};
+use kube::{Api, Client, ResourceExt, api::ListParams};
+use serde_json::{Value, json};
+
+const NS: &str = "chat";
+const CLUSTER: &str = "team-chat";
+const DEPLOYMENT: &str = "team-chat-chat";
+const TARGET: u64 = 10;
+const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+/// How long one phase may take at most.
+const PHASE: Duration = Duration::from_secs(180);
+
+fn plane() -> &'static ControlPlane {
+    ControlPlane::shared_with(Options {
+        pods: Pods::Run,
+        isolated_network: true,
+    })
+}
+
+/// The chat pods, with whether each is Ready and not terminating.
+async fn chat_pods(client: &Client) -> anyhow::Result<Vec<(String, bool)>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let list = pods
+        .list(&ListParams::default().labels(&format!(
+            "app.kubernetes.io/instance={CLUSTER},app.kubernetes.io/component=chat"
+        )))
+        .await?;
+    Ok(list
+        .items
+        .iter()
+        .map(|p| (p.name_any(), hosts::serving(p)))
+        .collect())
+}
+
+async fn until<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        anyhow::ensure!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn chat_cluster() -> anyhow::Result<Value> {
+    let path = workspace_root().join("examples/minimal.yaml");
+    let mut value: Value = serde_saphyr::from_str(&std::fs::read_to_string(path)?)?;
+    value["spec"]["autoscaling"] = json!({
+        "minReplicas": 1,
+        "maxReplicas": 4,
+        "targetConnectionsPerPod": TARGET,
+        "intervalSeconds": 1,
+        "behavior": {
+            "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 4, "periodSeconds": 1}]},
+            "scaleDown": {"stabilizationWindowSeconds": 5, "policies": [{"type": "Pods", "value": 4, "periodSeconds": 1}]},
+        },
+    });
+    value["spec"]["drain"] = json!({"timeoutSeconds": 20, "rate": 50});
+    Ok(value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scale_up_drain_aware_scale_down_and_a_rolling_deploy_lose_nothing() -> anyhow::Result<()> {
+    let plane = plane();
+    let client = plane.client().await?;
+    let _hosts = hosts::follow(client.clone())?;
+    let operator = Path::new(env!("CARGO_BIN_EXE_chatscale-operator"));
+    let runner = PodRunner::start(
+        plane,
+        client.clone(),
+        Programs::chatscale(&chat_server_bin(), operator),
+    );
+
+    // 1. The chart, as users install it: its operator pods run and become Ready.
+    plane.run_ok(
+        "helm",
+        &[
+            "install",
+            "chatscale",
+            "charts/chatscale-operator",
+            "--namespace",
+            "chatscale-system",
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            "3m",
+        ],
+    )?;
+    plane.run_ok("kubectl", &["create", "namespace", NS])?;
+    let manifest = plane.dir.join("lifecycle-chatcluster.json");
+    std::fs::write(&manifest, serde_json::to_vec_pretty(&chat_cluster()?)?)?;
+    plane.run_ok("kubectl", &["apply", "-f", &manifest.display().to_string()])?;
+    // With no load the autoscaler settles on minReplicas: one pod.
+    until("exactly one chat pod, Ready", PHASE, || async {
+        let pods = chat_pods(&client).await?;
+        Ok((pods.len() == 1 && pods[0].1).then_some(()))
+    })
+    .await?;
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), NS);
+    let ingress = until("the Ingress", PHASE, || async {
+        Ok(ingresses
+            .list(&Default::default())
+            .await?
+            .items
+            .first()
+            .map(|i| i.name_any()))
+    })
+    .await?;
+    let stand_in =
+        IngressStandIn::start(client.clone(), NS, &ingress, &plane.dir.join("ingress")).await?;
+    let access_log = stand_in.access_log.display().to_string();
+    until("nginx routing to the pod", PHASE, || async {
+        Ok((stand_in.upstreams().len() == 1).then_some(()))
+    })
+    .await?;
+    let mut fleet = Fleet::start(&[
+        ("FLEET_URL", &stand_in.url),
+        ("FLEET_ACCESS_LOG", &access_log),
+        ("FLEET_COOKIES", "1"),
+        ("FLEET_ROOM", "lifecycle"),
+    ])
+    .await?;
+
+    // 2. Ramp up while chatting and asking the AI.
+    fleet.call(json!({"op": "open", "count": 6})).await?;
+    fleet.call(json!({"op": "talk"})).await?;
+    let first_pods: BTreeSet<String> = chat_pods(&client)
+        .await?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let crossed = Instant::now();
+    fleet.call(json!({"op": "open", "count": 6})).await?; // 12 > 10 x 1.1
+    let new_ready = until("a second Ready chat pod", PHASE, || async {
+        let journal = runner.journal();
+        Ok(journal
+            .readiness
+            .iter()
+            .find(|r| {
+                r.ready && r.namespace == NS && !first_pods.contains(&r.pod) && r.at > crossed
+            })
+            .map(|r| r.at))
+    })
+    .await?;
+    let scale_up_seconds = new_ready.duration_since(crossed).as_secs_f64();
+    // Each batch of new clients lands on the pods Ready by then (round robin
+    // for new sessions), so every pod ends up holding some: 36 clients, 4 pods.
+    for (clients, pods) in [(12, 3), (12, 4)] {
+        eprintln!("opening {clients} more clients, for {pods} pods");
+        fleet.call(json!({"op": "open", "count": clients})).await?;
+        until(
+            &format!("{pods} Ready chat pods behind nginx"),
+            PHASE,
+            || async {
+                let ready = chat_pods(&client).await?.iter().filter(|(_, r)| *r).count();
+                Ok((ready == pods && stand_in.upstreams().len() == pods).then_some(()))
+            },
+        )
+        .await?;
+    }
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let replicas = deployments
+        .get(DEPLOYMENT)
+        .await?
+        .spec
+        .and_then(|s| s.replicas);
+    assert_eq!(
+        replicas,
+        Some(4),
+        "the autoscaler's replicas reached the Deployment"
+    );
+
+    // 3. The load drops to 15: 2 pods. The emptiest are drained and removed.
+    let before_drop: BTreeSet<String> = chat_pods(&client)
+        .await?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let kept = fleet.call(json!({"op": "keep", "count": 15})).await?;
+    let dropped = Instant::now();
+    eprintln!("kept {kept}");
+    until("2 chat pods, none terminating", PHASE, || async {
+        let pods = chat_pods(&client).await?;
+        Ok((pods.len() == 2 && pods.iter().all(|(_, r)| *r)).then_some(()))
+    })
+    .await?;
+    let scale_down_seconds = dropped.elapsed().as_secs_f64();
+    let journal = runner.journal();
+    let removed: Vec<_> = journal
+        .deletions
+        .iter()
+        .filter(|d| d.namespace == NS && before_drop.contains(&d.pod))
+        .collect();
+    assert_eq!(removed.len(), 2, "two pods removed: {removed:?}");
+    for deletion in &removed {
+        assert!(
+            deletion.annotations.contains_key(DELETION_COST),
+            "the ReplicaSet controller deleted an unmarked pod: {deletion:?}"
+        );
+    }
+    let removed_names: BTreeSet<&str> = removed.iter().map(|d| d.pod.as_str()).collect();
+    for exit in journal
+        .exits
+        .iter()
+        .filter(|e| removed_names.contains(e.pod.as_str()))
+    {
+        assert!(
+            exit.deleting && exit.code == Some(0) && !exit.killed,
+            "a drained pod exits 0 on SIGTERM: {exit:?}"
+        );
+    }
+    let scale_down_moves = fleet.call(json!({"op": "moves"})).await?;
+    assert!(
+        scale_down_moves["moved"].as_u64().unwrap_or(0) >= 1,
+        "the drained pods held clients, and they moved: {scale_down_moves}"
+    );
+
+    // 4. A deploy: every old pod replaced through SIGTERM and drain.
+    let old: BTreeSet<String> = chat_pods(&client)
+        .await?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let restart_started = Instant::now();
+    plane.run_ok(
+        "kubectl",
+        &[
+            "rollout",
+            "restart",
+            &format!("deployment/{DEPLOYMENT}"),
+            "-n",
+            NS,
+        ],
+    )?;
+    plane.run_ok(
+        "kubectl",
+        &[
+            "rollout",
+            "status",
+            &format!("deployment/{DEPLOYMENT}"),
+            "-n",
+            NS,
+            "--timeout=4m",
+        ],
+    )?;
+    until("the old pods gone", PHASE, || async {
+        let pods = chat_pods(&client).await?;
+        Ok(pods.iter().all(|(n, _)| !old.contains(n)).then_some(()))
+    })
+    .await?;
+    let rollout_seconds = restart_started.elapsed().as_secs_f64();
+    let journal = runner.journal();
+    for pod in &old {
+        let exit = journal.exits.iter().find(|e| &e.pod == pod);
+        assert!(
+            exit.is_some_and(|e| e.deleting && e.code == Some(0) && !e.killed),
+            "{pod} was replaced through SIGTERM and drain: {exit:?}"
+        );
+    }
+    // The fleet's `finish` below waits for every client to be back and up to date.
+    let rollout_moves = fleet.call(json!({"op": "moves"})).await?;
+
+    // 5. Nothing lost.
+    let report = fleet.call(json!({"op": "finish"})).await?;
+    eprintln!("fleet report {report}");
+    assert_eq!(report["missing"], 0, "{report}");
+    assert!(report["answers"].as_u64().unwrap_or(0) > 0, "{report}");
+    assert_eq!(report["clients"], 15, "{report}");
+    let reasons = chatscale_events(&client).await?;
+    for reason in ["ScaledUp", "DrainStarted", "DrainCompleted", "ScaledDown"] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "no {reason} Event: {reasons:?}"
+        );
+    }
+    let unexpected: Vec<_> = runner
+        .journal()
+        .exits
+        .into_iter()
+        .filter(|e| !e.deleting)
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "processes that ended on their own: {unexpected:?}"
+    );
+    assert!(
+        runner.journal().errors.is_empty(),
+        "{:?}",
+        runner.journal().errors
+    );
+
+    eprintln!(
+        "MEASURED scale-up: load crossed the threshold -> new pod Ready in {scale_up_seconds:.1} s; \
+         scale-down: load dropped -> 2 pods gone in {scale_down_seconds:.1} s (moves {scale_down_moves}); \
+         rollout restart of 2 pods in {rollout_seconds:.1} s: {rollout_moves}"
+    );
+    fleet.stop().await?;
+    Ok(())
+}
+
+/// The reasons of the Events about the ChatCluster.
+async fn chatscale_events(client: &Client) -> anyhow::Result<Vec<String>> {
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), NS);
+    let list = events
+        .list(&ListParams::default().fields(&format!("involvedObject.name={CLUSTER}")))
+        .await?;
+    Ok(list.items.into_iter().filter_map(|e| e.reason).collect())
+}
