@@ -27,16 +27,11 @@ use std::{
 };
 
 use chatscale_tests::{
-    chat_server_bin,
-    cluster::{
-        ControlPlane, Options, Pods, hosts,
-        ingress::IngressStandIn,
-        runner::{PodRunner, launch::Programs},
-    },
+    cluster::{event_reasons, hosts, running::RunningCluster},
     fleet::Fleet,
-    workspace_root,
+    wait_for, workspace_root,
 };
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod, networking::v1::Ingress};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
 use kube::{Api, Client, ResourceExt, api::ListParams};
 use serde_json::{Value, json};
 
@@ -48,21 +43,11 @@ const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 /// How long one phase may take at most.
 const PHASE: Duration = Duration::from_secs(180);
 
-fn plane() -> &'static ControlPlane {
-    ControlPlane::shared_with(Options {
-        pods: Pods::Run,
-        isolated_network: true,
-    })
-}
-
 /// The chat pods, with whether each is Ready and not terminating.
 async fn chat_pods(client: &Client) -> anyhow::Result<Vec<(String, bool)>> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-    let list = pods
-        .list(&ListParams::default().labels(&format!(
-            "app.kubernetes.io/instance={CLUSTER},app.kubernetes.io/component=chat"
-        )))
-        .await?;
+    let selector = format!("app.kubernetes.io/instance={CLUSTER},app.kubernetes.io/component=chat");
+    let list = pods.list(&ListParams::default().labels(&selector)).await?;
     Ok(list
         .items
         .iter()
@@ -70,22 +55,12 @@ async fn chat_pods(client: &Client) -> anyhow::Result<Vec<(String, bool)>> {
         .collect())
 }
 
-async fn until<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        anyhow::ensure!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+async fn chat_pod_names(client: &Client) -> anyhow::Result<BTreeSet<String>> {
+    Ok(chat_pods(client)
+        .await?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect())
 }
 
 fn chat_cluster() -> anyhow::Result<Value> {
@@ -108,58 +83,24 @@ fn chat_cluster() -> anyhow::Result<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "1 run in 6 failed (a join ack timed out right after a scale-up): run it with `make lifecycle-test` until that is understood"]
 async fn scale_up_drain_aware_scale_down_and_a_rolling_deploy_lose_nothing() -> anyhow::Result<()> {
-    let plane = plane();
-    let client = plane.client().await?;
-    let _hosts = hosts::follow(client.clone())?;
     let operator = Path::new(env!("CARGO_BIN_EXE_chatscale-operator"));
-    let runner = PodRunner::start(
-        plane,
-        client.clone(),
-        Programs::chatscale(&chat_server_bin(), operator),
-    );
+    let cluster = RunningCluster::start(true, operator).await?;
+    let (plane, client, runner) = (cluster.plane, &cluster.client, &cluster.runner);
 
-    // 1. The chart, as users install it: its operator pods run and become Ready.
-    plane.run_ok(
-        "helm",
-        &[
-            "install",
-            "chatscale",
-            "charts/chatscale-operator",
-            "--namespace",
-            "chatscale-system",
-            "--create-namespace",
-            "--wait",
-            "--timeout",
-            "3m",
-        ],
-    )?;
-    plane.run_ok("kubectl", &["create", "namespace", NS])?;
+    // 1. The chart, as users install it (its operator pods run and become
+    // Ready), and the ChatCluster applied with kubectl.
+    cluster.install_operator()?;
     let manifest = plane.dir.join("lifecycle-chatcluster.json");
     std::fs::write(&manifest, serde_json::to_vec_pretty(&chat_cluster()?)?)?;
-    plane.run_ok("kubectl", &["apply", "-f", &manifest.display().to_string()])?;
+    cluster.apply(NS, &manifest)?;
     // With no load the autoscaler settles on minReplicas: one pod.
-    until("exactly one chat pod, Ready", PHASE, || async {
-        let pods = chat_pods(&client).await?;
+    wait_for("exactly one chat pod, Ready", PHASE, || async {
+        let pods = chat_pods(client).await?;
         Ok((pods.len() == 1 && pods[0].1).then_some(()))
     })
     .await?;
-    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), NS);
-    let ingress = until("the Ingress", PHASE, || async {
-        Ok(ingresses
-            .list(&Default::default())
-            .await?
-            .items
-            .first()
-            .map(|i| i.name_any()))
-    })
-    .await?;
-    let stand_in =
-        IngressStandIn::start(client.clone(), NS, &ingress, &plane.dir.join("ingress")).await?;
+    let stand_in = cluster.ingress(NS).await?;
     let access_log = stand_in.access_log.display().to_string();
-    until("nginx routing to the pod", PHASE, || async {
-        Ok((stand_in.upstreams().len() == 1).then_some(()))
-    })
-    .await?;
     // Before Redis is Ready a chat-server may exit and be restarted (as
     // kubelets do); from here on no process may end on its own.
     let settled = Instant::now();
@@ -174,14 +115,10 @@ async fn scale_up_drain_aware_scale_down_and_a_rolling_deploy_lose_nothing() -> 
     // 2. Ramp up while chatting and asking the AI.
     fleet.call(json!({"op": "open", "count": 6})).await?;
     fleet.call(json!({"op": "talk"})).await?;
-    let first_pods: BTreeSet<String> = chat_pods(&client)
-        .await?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let first_pods = chat_pod_names(client).await?;
     let crossed = Instant::now();
     fleet.call(json!({"op": "open", "count": 6})).await?; // 12 > 10 x 1.1
-    let new_ready = until("a second Ready chat pod", PHASE, || async {
+    let new_ready = wait_for("a second Ready chat pod", PHASE, || async {
         let journal = runner.journal();
         Ok(journal
             .readiness
@@ -198,11 +135,11 @@ async fn scale_up_drain_aware_scale_down_and_a_rolling_deploy_lose_nothing() -> 
     for (clients, pods) in [(12, 3), (12, 4)] {
         eprintln!("opening {clients} more clients, for {pods} pods");
         fleet.call(json!({"op": "open", "count": clients})).await?;
-        until(
+        wait_for(
             &format!("{pods} Ready chat pods behind nginx"),
             PHASE,
             || async {
-                let ready = chat_pods(&client).await?.iter().filter(|(_, r)| *r).count();
+                let ready = chat_pods(client).await?.iter().filter(|(_, r)| *r).count();
                 Ok((ready == pods && stand_in.upstreams().len() == pods).then_some(()))
             },
         )
@@ -221,16 +158,12 @@ async fn scale_up_drain_aware_scale_down_and_a_rolling_deploy_lose_nothing() -> 
     );
 
     // 3. The load drops to 15: 2 pods. The emptiest are drained and removed.
-    let before_drop: BTreeSet<String> = chat_pods(&client)
-        .await?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let before_drop = chat_pod_names(client).await?;
     let kept = fleet.call(json!({"op": "keep", "count": 15})).await?;
     let dropped = Instant::now();
     eprintln!("kept {kept}");
-    until("2 chat pods, none terminating", PHASE, || async {
-        let pods = chat_pods(&client).await?;
+    wait_for("2 chat pods, none terminating", PHASE, || async {
+        let pods = chat_pods(client).await?;
         Ok((pods.len() == 2 && pods.iter().all(|(_, r)| *r)).then_some(()))
     })
     .await?;
@@ -255,7 +188,7 @@ async fn scale_up_drain_aware_scale_down_and_a_rolling_deploy_lose_nothing() -> 
         .filter(|e| removed_names.contains(e.pod.as_str()))
     {
         assert!(
-            exit.deleting && exit.code == Some(0) && !exit.killed,
+            exit.graceful(),
             "a drained pod exits 0 on SIGTERM: {exit:?}"
         );
     }
@@ -266,11 +199,7 @@ async fn scale_up_drain_aware_scale_down_and_a_rolling_deploy_lose_nothing() -> 
     );
 
     // 4. A deploy: every old pod replaced through SIGTERM and drain.
-    let old: BTreeSet<String> = chat_pods(&client)
-        .await?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let old = chat_pod_names(client).await?;
     let restart_started = Instant::now();
     plane.run_ok(
         "kubectl",
@@ -293,8 +222,8 @@ async fn scale_up_drain_aware_scale_down_and_a_rolling_deploy_lose_nothing() -> 
             "--timeout=4m",
         ],
     )?;
-    until("the old pods gone", PHASE, || async {
-        let pods = chat_pods(&client).await?;
+    wait_for("the old pods gone", PHASE, || async {
+        let pods = chat_pods(client).await?;
         Ok(pods.iter().all(|(n, _)| !old.contains(n)).then_some(()))
     })
     .await?;
@@ -303,7 +232,7 @@ async fn scale_up_drain_aware_scale_down_and_a_rolling_deploy_lose_nothing() -> 
     for pod in &old {
         let exit = journal.exits.iter().find(|e| &e.pod == pod);
         assert!(
-            exit.is_some_and(|e| e.deleting && e.code == Some(0) && !e.killed),
+            exit.is_some_and(|e| e.graceful()),
             "{pod} was replaced through SIGTERM and drain: {exit:?}"
         );
     }
@@ -316,7 +245,7 @@ async fn scale_up_drain_aware_scale_down_and_a_rolling_deploy_lose_nothing() -> 
     assert_eq!(report["missing"], 0, "{report}");
     assert!(report["answers"].as_u64().unwrap_or(0) > 0, "{report}");
     assert_eq!(report["clients"], 15, "{report}");
-    let reasons = chatscale_events(&client).await?;
+    let reasons = event_reasons(client, NS, CLUSTER).await;
     for reason in ["ScaledUp", "DrainStarted", "DrainCompleted", "ScaledDown"] {
         assert!(
             reasons.iter().any(|r| r == reason),
@@ -346,13 +275,4 @@ async fn scale_up_drain_aware_scale_down_and_a_rolling_deploy_lose_nothing() -> 
     );
     fleet.stop().await?;
     Ok(())
-}
-
-/// The reasons of the Events about the ChatCluster.
-async fn chatscale_events(client: &Client) -> anyhow::Result<Vec<String>> {
-    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), NS);
-    let list = events
-        .list(&ListParams::default().fields(&format!("involvedObject.name={CLUSTER}")))
-        .await?;
-    Ok(list.items.into_iter().filter_map(|e| e.reason).collect())
 }

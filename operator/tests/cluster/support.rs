@@ -16,8 +16,10 @@ use chatscale_tests::{
     cluster::{ControlPlane, die_with_parent, testenv_crds},
     free_port, workspace_root,
 };
-use k8s_openapi::api::core::v1::{Event, Namespace, Secret};
-use kube::{Api, Client, api::ListParams};
+
+pub use chatscale_tests::cluster::event_reasons;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::{Api, Client};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -270,17 +272,6 @@ pub fn install_crds(prefix: &str) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// The reasons of the Events recorded for the object named `name`.
-pub async fn event_reasons(client: &Client, namespace: &str, name: &str) -> Vec<String> {
-    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
-    let selector = format!("involvedObject.name={name}");
-    events
-        .list(&ListParams::default().fields(&selector))
-        .await
-        .map(|list| list.items.into_iter().filter_map(|e| e.reason).collect())
-        .unwrap_or_default()
 }
 
 /// Polls `check` (every 200 ms, for at most [`WAIT`]) until it returns Some.

@@ -10,20 +10,8 @@
 //! the Service names; the machine's loopback, so a browser and kubectl reach
 //! nginx and the API server on 127.0.0.1).
 
-use std::path::PathBuf;
-
 use anyhow::Context;
-use chatscale_tests::{
-    chat_server_bin,
-    cluster::{
-        ControlPlane, Options, Pods, hosts,
-        ingress::IngressStandIn,
-        runner::{PodRunner, launch::Programs},
-    },
-    wait_until, workspace_root,
-};
-use k8s_openapi::api::networking::v1::Ingress;
-use kube::{Api, ResourceExt};
+use chatscale_tests::{cluster::running::RunningCluster, workspace_root};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -33,62 +21,20 @@ async fn main() -> anyhow::Result<()> {
         "{} is missing: run `make local-cluster` (it builds it)",
         operator.display()
     );
-    let plane = tokio::task::spawn_blocking(|| {
-        ControlPlane::shared_with(Options {
-            pods: Pods::Run,
-            isolated_network: false,
-        })
-    })
-    .await?;
-    let client = plane.client().await?;
-    let _hosts = hosts::follow(client.clone())?;
-    let _runner = PodRunner::start(
-        plane,
-        client.clone(),
-        Programs::chatscale(&chat_server_bin(), &operator),
-    );
+    let cluster = RunningCluster::start(false, &operator).await?;
     eprintln!("installing the operator with helm ...");
-    plane.run_ok(
-        "helm",
-        &[
-            "install",
-            "chatscale",
-            "charts/chatscale-operator",
-            "--namespace",
-            "chatscale-system",
-            "--create-namespace",
-            "--wait",
-            "--timeout",
-            "3m",
-        ],
-    )?;
-    let example = workspace_root().join("examples/minimal.yaml");
-    plane.run_ok("kubectl", &["create", "namespace", "chat"])?;
-    plane.run_ok("kubectl", &["apply", "-f", &example.display().to_string()])?;
-    eprintln!("applied examples/minimal.yaml; waiting for its Ingress ...");
-    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), "chat");
-    wait_until(
-        "the Ingress",
-        std::time::Duration::from_secs(120),
-        || async {
-            ingresses
-                .list(&Default::default())
-                .await
-                .is_ok_and(|l| !l.items.is_empty())
-        },
-    )
-    .await?;
-    let ingress = ingresses.list(&Default::default()).await?.items[0].name_any();
-    let stand_in =
-        IngressStandIn::start(client, "chat", &ingress, &plane.dir.join("ingress")).await?;
-    let kubeconfig: PathBuf = plane.kubeconfig.clone();
+    cluster.install_operator()?;
+    cluster.apply("chat", &workspace_root().join("examples/minimal.yaml"))?;
+    eprintln!("applied examples/minimal.yaml; waiting for its Ingress and a Ready pod ...");
+    let stand_in = cluster.ingress("chat").await?;
+    let plane = cluster.plane;
     println!(
         "\nchatscale is running on this machine (kwok for the kubelets, local processes for the pods).\n\n  \
          export KUBECONFIG={kubeconfig}\n  kubectl get chatclusters -n chat -w\n\n  \
          demo page:  {url}/\n  scale it:   cargo run --release -p chatscale-load -- --url {url} --connections 6000\n              \
          (examples/minimal.yaml sizes a pod for 5000 connections)\n\n\
          Pod logs are in {pods}. Ctrl-C stops everything.",
-        kubeconfig = kubeconfig.display(),
+        kubeconfig = plane.kubeconfig.display(),
         url = stand_in.url,
         pods = plane.dir.join("pods").display(),
     );
@@ -96,9 +42,9 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("waiting for Ctrl-C")?;
     eprintln!("stopping ...");
-    // Dropping the runner and nginx stops their processes; the control plane's
-    // processes die with this process (PR_SET_PDEATHSIG).
+    // nginx and the pods' processes stop with their owners; the control
+    // plane's processes die with this process (PR_SET_PDEATHSIG).
     drop(stand_in);
-    drop(_runner);
+    drop(cluster);
     std::process::exit(0);
 }

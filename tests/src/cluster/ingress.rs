@@ -17,6 +17,7 @@ use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
     process::Stdio,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -40,13 +41,16 @@ pub struct IngressStandIn {
     /// One line per request: `remote_addr upstream_addr status "request"`.
     pub access_log: PathBuf,
     upstreams: tokio::sync::watch::Receiver<Vec<String>>,
+    nginx: Arc<Nginx>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for IngressStandIn {
     fn drop(&mut self) {
-        // The task owns nginx (killed when the task is dropped).
         self.task.abort();
+        // Now, not when the aborted task is dropped: a process that exits
+        // right after would leave nginx's workers behind.
+        self.nginx.stop();
     }
 }
 
@@ -95,9 +99,7 @@ impl IngressStandIn {
         let route = route(&ingress)?;
         let port = free_port();
         let access_log = dir.join("access.log");
-        let mut nginx = Nginx::new(dir, port);
-        nginx.write(&route, &[])?;
-        nginx.start()?;
+        let nginx = Arc::new(Nginx::start(dir, port, &route)?);
         let url = format!("http://127.0.0.1:{port}");
         let waited = crate::wait_until(
             "the ingress stand-in to listen",
@@ -113,7 +115,9 @@ impl IngressStandIn {
         let services: Api<Service> = Api::namespaced(client.clone(), namespace);
         let pods: Api<Pod> = Api::namespaced(client, namespace);
         let (published, upstreams) = tokio::sync::watch::channel(Vec::new());
+        let reloads = nginx.clone();
         let task = tokio::spawn(async move {
+            let nginx = reloads;
             let mut upstreams: Vec<String> = Vec::new();
             loop {
                 match serving_upstreams(&services, &pods, &route).await {
@@ -133,6 +137,7 @@ impl IngressStandIn {
             url,
             access_log,
             upstreams,
+            nginx,
             task,
         })
     }
@@ -227,54 +232,63 @@ async fn serving_upstreams(
 struct Nginx {
     dir: PathBuf,
     port: u16,
-    child: Option<std::process::Child>,
+    master: Mutex<Option<std::process::Child>>,
 }
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            // SIGTERM to the master stops its workers too (they would
-            // otherwise linger holding WebSockets).
-            // SAFETY: signals the nginx master this stand-in started.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let _ = child.wait();
-        }
+        self.stop();
     }
 }
 
 impl Nginx {
-    fn new(dir: &Path, port: u16) -> Self {
-        Self {
+    /// Writes the config for no upstreams yet and starts nginx.
+    fn start(dir: &Path, port: u16, route: &Route) -> anyhow::Result<Self> {
+        let nginx = Self {
             dir: dir.to_owned(),
             port,
-            child: None,
+            master: Mutex::new(None),
+        };
+        nginx.write(route, &[])?;
+        let mut command = std::process::Command::new(NGINX);
+        command
+            .args(["-p", &dir.display().to_string(), "-c"])
+            .arg(dir.join("nginx.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let master = super::spawn_durable(command).context("starting nginx")?;
+        *nginx.master.lock().unwrap() = Some(master);
+        Ok(nginx)
+    }
+
+    /// SIGTERM to the master stops its workers too (a SIGKILLed master would
+    /// leave them behind, holding WebSockets).
+    fn stop(&self) {
+        if let Some(mut master) = self.master.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            // SAFETY: signals the nginx master this stand-in started and has not reaped.
+            unsafe { libc::kill(master.id() as i32, libc::SIGTERM) };
+            let _ = master.wait();
         }
+    }
+
+    fn pid(&self) -> Option<i32> {
+        let master = self.master.lock().unwrap_or_else(|e| e.into_inner());
+        master.as_ref().map(|m| m.id() as i32)
     }
 
     fn error_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
     }
 
-    fn start(&mut self) -> anyhow::Result<()> {
-        let mut command = std::process::Command::new(NGINX);
-        command
-            .args(["-p", &self.dir.display().to_string(), "-c"])
-            .arg(self.dir.join("nginx.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        self.child = Some(super::spawn_durable(command).context("starting nginx")?);
-        Ok(())
-    }
-
     /// A graceful reload: new workers take new connections, old ones finish
     /// theirs. Returns once the master has started the new workers.
     async fn reload(&self) -> anyhow::Result<()> {
-        let child = self.child.as_ref().context("nginx is not running")?;
+        let pid = self.pid().context("nginx is not running")?;
         let started = |log: &str| log.matches("start worker process").count();
         let before = started(&self.error_log());
         // SAFETY: signals the nginx master this stand-in started.
-        if unsafe { libc::kill(child.id() as i32, libc::SIGHUP) } != 0 {
+        if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
             bail!("nginx is gone: {}", self.error_log());
         }
         crate::wait_until(

@@ -19,6 +19,7 @@ pub mod hosts;
 pub mod ingress;
 mod process;
 pub mod runner;
+pub mod running;
 
 use std::{
     path::{Path, PathBuf},
@@ -77,7 +78,7 @@ pub enum Pods {
 }
 
 /// How the control plane starts.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
     pub pods: Pods,
     /// Refuse to start outside a network namespace with only loopback (the
@@ -116,7 +117,7 @@ impl ControlPlane {
             (options, result)
         });
         assert_eq!(
-            started_with.pods, options.pods,
+            *started_with, options,
             "one control plane per process: it was started with other options"
         );
         match result {
@@ -221,6 +222,17 @@ impl Output {
             )
         }
     }
+}
+
+/// The reasons of the Events recorded for the object named `name`.
+pub async fn event_reasons(client: &Client, namespace: &str, name: &str) -> Vec<String> {
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("involvedObject.name={name}");
+    events
+        .list(&kube::api::ListParams::default().fields(&selector))
+        .await
+        .map(|list| list.items.into_iter().filter_map(|e| e.reason).collect())
+        .unwrap_or_default()
 }
 
 /// A kube client from a kubeconfig file.

@@ -58,12 +58,22 @@ pub struct Exit {
     pub at: Instant,
 }
 
+impl Exit {
+    /// Stopped for its pod's deletion and exited 0 within the grace period.
+    pub fn graceful(&self) -> bool {
+        self.deleting && self.code == Some(0) && !self.killed
+    }
+}
+
 /// A pod the runner saw being deleted, with its annotations at that moment.
 #[derive(Clone, Debug)]
 pub struct Deletion {
     pub namespace: String,
     pub pod: String,
     pub annotations: BTreeMap<String, String>,
+    /// Whether its Ready condition was still True (the ReplicaSet controller
+    /// deletes pods that are not Ready before any others).
+    pub ready: bool,
     pub at: Instant,
 }
 
@@ -89,7 +99,6 @@ pub struct Journal {
 /// A running pod runner; dropping it stops every process it started.
 pub struct PodRunner {
     journal: Arc<Mutex<Journal>>,
-    dir: PathBuf,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -100,6 +109,8 @@ struct Shared {
     server: String,
     ca_cert: PathBuf,
     journal: Arc<Mutex<Journal>>,
+    /// For HTTP probes.
+    http: reqwest::Client,
 }
 
 impl PodRunner {
@@ -107,29 +118,22 @@ impl PodRunner {
     /// admin `client`; pod folders and logs go under `plane.dir/pods`.
     pub fn start(plane: &super::ControlPlane, client: Client, programs: Programs) -> Self {
         let journal = Arc::new(Mutex::new(Journal::default()));
-        let dir = plane.dir.join("pods");
         let shared = Arc::new(Shared {
             client,
             programs,
-            dir: dir.clone(),
+            dir: plane.dir.join("pods"),
             server: plane.server.clone(),
             ca_cert: plane.ca_cert.clone(),
             journal: journal.clone(),
+            http: reqwest::Client::new(),
         });
         let task = tokio::spawn(watch_pods(shared));
-        Self { journal, dir, task }
+        Self { journal, task }
     }
 
     /// A copy of the journal so far.
     pub fn journal(&self) -> Journal {
         self.journal.lock().unwrap().clone()
-    }
-
-    /// The log file of one container of a pod.
-    pub fn log(&self, namespace: &str, pod: &str, container: &str) -> PathBuf {
-        self.dir
-            .join(format!("{namespace}_{pod}"))
-            .join(format!("{container}.log"))
     }
 }
 
@@ -273,6 +277,7 @@ async fn run_pod_inner(
     let mut pod_ready = false;
     patch_status(&pods, &name, running_status(&containers, pod_ready)).await?;
 
+    let mut every = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
             changed = updates.changed() => {
@@ -289,7 +294,7 @@ async fn run_pod_inner(
                     return Ok(());
                 }
             }
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+            _ = every.tick() => {
                 let mut changed = false;
                 for container in &mut containers {
                     changed |= check(shared, &pod, container).await;
@@ -420,7 +425,7 @@ async fn check(shared: &Shared, pod: &Pod, container: &mut ContainerRun) -> bool
         let exit = exit_of(pod, &container.spec.name, status, false, false);
         shared.journal.lock().unwrap().exits.push(exit.clone());
         container.last_exit = Some(exit);
-        std::mem::forget(container.child.take());
+        container.child = None;
         container.ready = Counter::new(false);
         changed = true;
     }
@@ -445,6 +450,7 @@ async fn check(shared: &Shared, pod: &Pod, container: &mut ContainerRun) -> bool
     container.next_probe = Instant::now() + schedule.period;
     let before = container.ready.passing();
     let passed = probe::run(
+        &shared.http,
         &readiness,
         &container.spec,
         &container.mapping,
@@ -468,6 +474,11 @@ async fn finish(
         namespace: pod.namespace().unwrap_or_default(),
         pod: name.clone(),
         annotations: pod.annotations().clone(),
+        ready: pod
+            .status
+            .iter()
+            .flat_map(|s| s.conditions.iter().flatten())
+            .any(|c| c.type_ == "Ready" && c.status == "True"),
         at: Instant::now(),
     });
     let grace = pod
@@ -486,21 +497,20 @@ async fn finish(
         let Some(mut child) = container.child.take() else {
             continue;
         };
-        let mut killed = false;
-        let status = loop {
-            if let Ok(Some(status)) = child.0.try_wait() {
-                break status;
+        let pid = child.0.id() as i32;
+        let mut exited = tokio::task::spawn_blocking(move || child.0.wait());
+        let (status, killed) = match tokio::time::timeout_at(deadline.into(), &mut exited).await {
+            Ok(status) => (status, false),
+            Err(_) => {
+                // SAFETY: the child is not reaped until `wait` above returns.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                (exited.await, true)
             }
-            if Instant::now() >= deadline && !killed {
-                let _ = child.0.kill();
-                killed = true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         };
+        let status = status?.with_context(|| format!("waiting for pid {pid}"))?;
         let exit = exit_of(pod, &container.spec.name, status, killed, true);
         shared.journal.lock().unwrap().exits.push(exit.clone());
         container.last_exit = Some(exit);
-        std::mem::forget(child);
     }
     let _ = patch_status(pods, &name, terminated_status(&containers)).await;
     let params = DeleteParams {

@@ -77,6 +77,7 @@ impl Counter {
 
 /// Runs `probe` once against the container at `mapping.pod_ip`.
 pub async fn run(
+    http: &reqwest::Client,
     probe: &Probe,
     container: &Container,
     mapping: &Mapping,
@@ -91,7 +92,7 @@ pub async fn run(
             let host = get.host.clone().unwrap_or_else(|| mapping.pod_ip.clone());
             let path = get.path.as_deref().unwrap_or("/");
             let url = format!("http://{host}:{port}{path}");
-            return reqwest::Client::new()
+            return http
                 .get(url)
                 .send()
                 .await

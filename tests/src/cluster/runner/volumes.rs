@@ -171,7 +171,9 @@ async fn bound_token(
     let request = TokenRequest {
         spec: TokenRequestSpec {
             audiences: Vec::new(),
-            expiration_seconds: Some(expiration.unwrap_or(3607).max(3600 * 2)),
+            // As the projected source asks (3607 s for the kubelet's own
+            // volume, which the API server extends: the token is not rotated here).
+            expiration_seconds: expiration,
             bound_object_ref: Some(BoundObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("Pod".into()),
