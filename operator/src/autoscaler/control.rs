@@ -187,11 +187,9 @@ impl Autoscaler {
         } else if decision.desired < current && self.drain.is_some() {
             done.desired = current;
         } else if decision.desired < current {
-            // Only pods that exist need draining: replicas not yet started just go.
-            let excess = scrapes
-                .len()
-                .saturating_sub(decision.desired.max(0) as usize);
-            let victims = victims(&scrapes, excess);
+            // Only pods that exist and answer need draining: replicas not yet
+            // started, and pods not Ready that do not answer, just go.
+            let victims = victims(&scrapes, drain::to_drain(&scrapes, decision.desired));
             let pods: Vec<String> = victims.iter().map(|v| v.0.clone()).collect();
             status["drainingPods"] = json!(pods);
             cluster

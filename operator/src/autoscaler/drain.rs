@@ -38,8 +38,13 @@ pub trait DrainApi: Send + Sync {
 /// The `count` pods with the fewest connections (only pods that reported).
 pub fn pick(scrapes: &[Scrape], count: usize) -> Vec<&Scrape> {
     let mut reported: Vec<&Scrape> = scrapes.iter().filter(|s| s.metrics.is_ok()).collect();
+    // Pods that are not Ready first: the ReplicaSet controller deletes them
+    // before any Ready pod, whatever their deletion cost (docs/architecture.md,
+    // "Which pods go"), so draining a Ready pod instead would leave it drained
+    // and running.
     reported.sort_by_key(|s| {
         (
+            s.target.ready,
             s.metrics
                 .as_ref()
                 .map(|m| m.connections)
@@ -49,6 +54,20 @@ pub fn pick(scrapes: &[Scrape], count: usize) -> Vec<&Scrape> {
     });
     reported.truncate(count);
     reported
+}
+
+/// How many pods a scale-down to `desired` must drain: pods that are not
+/// Ready and do not answer go first without a drain (as replicas not yet
+/// started do), so they count against the excess.
+pub fn to_drain(scrapes: &[Scrape], desired: i32) -> usize {
+    let silent = scrapes
+        .iter()
+        .filter(|s| !s.target.ready && s.metrics.is_err())
+        .count();
+    scrapes
+        .len()
+        .saturating_sub(silent)
+        .saturating_sub(desired.max(0) as usize)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -187,11 +206,15 @@ mod tests {
     use crate::autoscaler::collect::{PodMetrics, Target};
 
     fn scrape(pod: &str, connections: Option<u64>) -> Scrape {
+        scrape_of(pod, connections, true)
+    }
+
+    fn scrape_of(pod: &str, connections: Option<u64>, ready: bool) -> Scrape {
         Scrape {
             target: Target {
                 pod: pod.into(),
                 url: String::new(),
-                ready: true,
+                ready,
             },
             metrics: connections
                 .map(|c| PodMetrics {
@@ -216,5 +239,33 @@ mod tests {
             .map(|s| s.target.pod.as_str())
             .collect();
         assert_eq!(picked, ["b", "d"]);
+    }
+
+    #[test]
+    fn pods_that_are_not_ready_go_first_as_the_replicaset_deletes_them() {
+        // b is starting (not Ready yet) and already answers: draining a, the
+        // emptiest Ready pod, would leave a drained when b is deleted.
+        let scrapes = [
+            scrape_of("a", Some(0), true),
+            scrape_of("b", Some(3), false),
+            scrape_of("c", Some(9), true),
+        ];
+        let picked: Vec<&str> = pick(&scrapes, to_drain(&scrapes, 2))
+            .iter()
+            .map(|s| s.target.pod.as_str())
+            .collect();
+        assert_eq!(picked, ["b"]);
+    }
+
+    #[test]
+    fn silent_pods_that_are_not_ready_go_without_a_drain() {
+        let scrapes = [
+            scrape_of("a", Some(0), true),
+            scrape_of("b", None, false),
+            scrape_of("c", Some(9), true),
+        ];
+        assert_eq!(to_drain(&scrapes, 2), 0, "b goes first, nothing to drain");
+        assert_eq!(to_drain(&scrapes, 1), 1);
+        assert_eq!(to_drain(&scrapes, 5), 0);
     }
 }
