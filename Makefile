@@ -37,10 +37,10 @@ rust-test: test-build testenv
 cluster-test: testenv
 	scripts/isolated cargo test -p chatscale-operator --locked --offline --test cluster
 
-# The whole product with pods that really run (operator/tests/lifecycle.rs):
-# not yet in `make test`, see the #[ignore] reason there.
+# The whole product with pods that really run (operator/tests/lifecycle.rs,
+# also part of rust-test), printing its measurements.
 lifecycle-test: test-build testenv
-	scripts/isolated cargo test -p chatscale-operator --locked --offline --test lifecycle -- --ignored --nocapture
+	scripts/isolated cargo test -p chatscale-operator --locked --offline --test lifecycle -- --nocapture
 
 # Try the operator without a cluster: the real control plane, the chart
 # installed with helm, examples/minimal.yaml applied, its pods run as local

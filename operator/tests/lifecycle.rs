@@ -81,7 +81,6 @@ fn chat_cluster() -> anyhow::Result<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "1 run in 6 failed (a join ack timed out right after a scale-up): run it with `make lifecycle-test` until that is understood"]
 async fn scale_up_drain_aware_scale_down_and_a_rolling_deploy_lose_nothing() -> anyhow::Result<()> {
     let operator = Path::new(env!("CARGO_BIN_EXE_chatscale-operator"));
     let cluster = RunningCluster::start(true, operator).await?;
@@ -130,6 +129,10 @@ async fn scale_up_drain_aware_scale_down_and_a_rolling_deploy_lose_nothing() -> 
     })
     .await?;
     let scale_up_seconds = new_ready.duration_since(crossed).as_secs_f64();
+    wait_for("nginx routing to 2 pods", PHASE, || async {
+        Ok((stand_in.upstreams().len() == 2).then_some(()))
+    })
+    .await?;
     // Each batch of new clients lands on the pods Ready by then (round robin
     // for new sessions), so every pod ends up holding some: 36 clients, 4 pods.
     for (clients, pods) in [(12, 3), (12, 4)] {

@@ -4,8 +4,25 @@ import { io } from 'socket.io-client';
 function connectOnce(url, options) {
   const socket = io(url, { forceNew: true, reconnection: false, ...options });
   return new Promise((resolve, reject) => {
-    socket.once('connect', () => resolve(socket));
-    socket.once('connect_error', (error) => { socket.close(); reject(error); });
+    const fail = (error) => {
+      socket.off('connect', connected);
+      socket.close();
+      reject(error);
+    };
+    const connected = () => {
+      socket.off('connect_error', fail);
+      socket.off('disconnect', closedEarly);
+      resolve(socket);
+    };
+    // A transport that closes after the handshake but before the Socket.IO
+    // CONNECT answer (its server went away) ends in `disconnect`, not in
+    // `connect_error`: without this the promise would never settle.
+    const closedEarly = (reason) => fail(Object.assign(
+      new Error(`closed before the CONNECT answer: ${reason}`), { type: 'TransportError' },
+    ));
+    socket.once('connect', connected);
+    socket.once('connect_error', fail);
+    socket.once('disconnect', closedEarly);
   });
 }
 

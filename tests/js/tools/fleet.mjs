@@ -16,7 +16,8 @@
 //   {"op":"keep","count":K}   close all clients but K, chosen round robin over
 //                             the upstreams that served them (client 0 stays)
 //   {"op":"moves"}            clients told to move (server-draining) since
-//                             the last "moves", and the slowest reconnect
+//                             the last "moves", once they are back (30 s at
+//                             most), and the slowest reconnect
 //   {"op":"finish"}           stop talking, wait for running answers, send a
 //                             last message and wait until every client holds
 //                             every event up to it; report the counts
@@ -41,6 +42,7 @@ const nginx = external
 const cookies = process.env.FLEET_COOKIES === '1';
 const clients = [];
 let opened = 0;
+let joinRetries = 0;
 let talking = null;
 const streams = [];
 
@@ -51,9 +53,19 @@ async function open(count) {
   for (let i = 0; i < count; i++, opened++) {
     fresh.push(new ResumingClient(nginx.url, room, `127.0.${1 + Math.floor(opened / 200)}.${2 + (opened % 200)}`, { cookies }));
   }
-  await Promise.all(fresh.map((c) => c.open(false)));
+  // A first join that fails is tried once more, as the recipe reconnects
+  // after a failure (counted: `retried`); a second failure names the client's
+  // source address, to find it in the access log.
+  let retried = 0;
+  await Promise.all(fresh.map((c) => c.open(false)
+    .catch(() => { retried++; return c.open(false); })
+    .catch((error) => {
+      const engine = c.socket?.io?.engine;
+      throw new Error(`client ${c.localAddress} (sid ${engine?.id}, ${engine?.transport?.name}, ${engine?.readyState}): ${error.message}; ${JSON.stringify(c.history)}`);
+    })));
   clients.push(...fresh);
-  return { open: clients.length };
+  joinRetries += retried;
+  return { open: clients.length, retried };
 }
 
 /** The upstream that last answered each source address, from nginx's access log. */
@@ -103,7 +115,10 @@ function talk() {
   return {};
 }
 
-function moves() {
+async function moves() {
+  // Wait until every client told to move has reconnected (or 30 s).
+  await waitFor(() => clients.every((c) => !c.moved || c.moved.reconnectedAt), { timeoutMs: 30_000, everyMs: 50, what: 'moved clients back' })
+    .catch(() => {});
   const moved = clients.filter((c) => c.moved);
   const slowest = Math.max(0, ...moved.map((c) => (c.moved.reconnectedAt ?? Infinity) - c.moved.at));
   const pending = moved.filter((c) => !c.moved.reconnectedAt).length;
@@ -122,9 +137,16 @@ async function finish() {
   await waitFor(async () => {
     try { final = (await ask(talker.socket, 'message', { room, text: 'the end' })).ok.roomSeq; return true; } catch { return false; }
   }, { timeoutMs: 30_000, everyMs: 200, what: 'the last message sent' });
-  await waitFor(() => clients.every((c) => c.contiguous >= final), { timeoutMs: 30_000, everyMs: 50, what: 'every client up to date' });
+  await waitFor(() => clients.every((c) => c.contiguous >= final), { timeoutMs: 30_000, everyMs: 50, what: 'every client up to date' })
+    .catch((error) => {
+      const behind = clients.filter((c) => c.contiguous < final).map((c) => ({
+        client: c.localAddress, contiguous: c.contiguous, highest: Math.max(0, ...c.applied.keys()),
+        connected: c.socket?.connected ?? false, sid: c.socket?.io?.engine?.id, history: c.history,
+      }));
+      throw new Error(`${error.message}: final ${final}, behind ${JSON.stringify(behind)}`);
+    });
   let missing = 0;
-  for (const c of clients) for (let seq = 1; seq <= final; seq++) if (!c.applied.has(seq)) missing++;
+  for (const c of clients) missing += c.missingUpTo(final);
   const moved = clients.filter((c) => c.moved);
   return {
     final,
@@ -132,6 +154,7 @@ async function finish() {
     answers: ids.length,
     missing,
     duplicatesDropped: clients.reduce((n, c) => n + c.duplicates, 0),
+    joinRetries,
     moved: moved.length,
     slowestMoveMs: Math.round(Math.max(0, ...moved.map((c) => (c.moved.reconnectedAt ?? Infinity) - c.moved.at))),
   };
@@ -146,7 +169,7 @@ for await (const line of readline.createInterface({ input: process.stdin })) {
       case 'open': reply(await open(command.count)); break;
       case 'talk': reply(talk()); break;
       case 'keep': reply(await keep(command.count)); break;
-      case 'moves': reply(moves()); break;
+      case 'moves': reply(await moves()); break;
       case 'finish': reply(await finish()); break;
       case 'stop':
         for (const c of clients) c.close();

@@ -282,19 +282,21 @@ impl Nginx {
     }
 
     /// A graceful reload: new workers take new connections, old ones finish
-    /// theirs. Returns once the master has started the new workers.
+    /// theirs. Returns once the old worker has stopped accepting (it logs
+    /// "gracefully shutting down" then), so that no new connection meets the
+    /// old upstreams.
     async fn reload(&self) -> anyhow::Result<()> {
         let pid = self.pid().context("nginx is not running")?;
-        let started = |log: &str| log.matches("start worker process").count();
-        let before = started(&self.error_log());
+        let retired = |log: &str| log.matches("gracefully shutting down").count();
+        let before = retired(&self.error_log());
         // SAFETY: signals the nginx master this stand-in started.
         if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
             bail!("nginx is gone: {}", self.error_log());
         }
         crate::wait_until(
-            "nginx to start its new workers",
+            "nginx to retire its old worker",
             Duration::from_secs(10),
-            || async { started(&self.error_log()) > before },
+            || async { retired(&self.error_log()) > before },
         )
         .await
         .map(|_| ())

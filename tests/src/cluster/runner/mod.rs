@@ -18,7 +18,7 @@ pub mod probe;
 pub mod volumes;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     path::{Path, PathBuf},
     process::Stdio,
     sync::{Arc, Mutex},
@@ -151,11 +151,15 @@ async fn watch_pods(shared: Arc<Shared>) {
         .default_backoff()
         .boxed();
     let mut running: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
+    // Pods whose task has ended: events about them (the last status patch,
+    // the deletion) may still arrive, and must not start them again.
+    let mut ended: HashSet<String> = HashSet::new();
     let mut tasks: JoinSet<String> = JoinSet::new();
     loop {
         tokio::select! {
             Some(Ok(uid)) = tasks.join_next(), if !tasks.is_empty() => {
                 running.remove(&uid);
+                ended.insert(uid);
             }
             event = events.next() => {
                 let Some(event) = event else { return };
@@ -164,7 +168,7 @@ async fn watch_pods(shared: Arc<Shared>) {
                         let uid = pod.uid().unwrap_or_default();
                         if let Some(tx) = running.get(&uid) {
                             tx.send_replace(Some(pod));
-                        } else if placed(&pod) {
+                        } else if placed(&pod) && !ended.contains(&uid) {
                             let (tx, rx) = watch::channel(Some(pod));
                             running.insert(uid.clone(), tx);
                             let shared = shared.clone();
@@ -175,9 +179,11 @@ async fn watch_pods(shared: Arc<Shared>) {
                         }
                     }
                     Ok(watcher::Event::Delete(pod)) => {
-                        if let Some(tx) = running.get(&pod.uid().unwrap_or_default()) {
+                        let uid = pod.uid().unwrap_or_default();
+                        if let Some(tx) = running.get(&uid) {
                             tx.send_replace(None);
                         }
+                        ended.remove(&uid);
                     }
                     Ok(_) => {}
                     Err(error) => eprintln!("pod runner: watch: {error}"),
