@@ -48,16 +48,20 @@ export class ResumingClient {
     else this.applied.set(event.roomSeq, event);
   }
 
-  /** Notes what happened to this client (the last 20 things), for failure messages. */
+  /** Notes what happened to this client (the first 12 and last 12 things), for failure messages. */
   note(what) {
     this.history.push(`${Math.round(performance.now())} ${what}`);
-    if (this.history.length > 20) this.history.shift();
+    if (this.history.length > 24) this.history.splice(12, 1);
   }
 
   async open(resume) {
     const agent = new http.Agent({ localAddress: this.localAddress, keepAlive: true });
     this.note(resume ? `resume after ${this.contiguous}` : 'join');
-    const socket = await connect(this.url, { agent, withCredentials: this.cookies });
+    // A connection attempt that gets no CONNECT answer within 5 s is given
+    // up and tried again (socket.io-client's default waits 20 s): seen about
+    // once in 20 lifecycle runs, a session whose CONNECT went unanswered after
+    // its WebSocket upgrade while pods came and went.
+    const socket = await connect(this.url, { agent, withCredentials: this.cookies, timeout: 5_000 });
     this.note(`connected ${socket.io.engine.id}`);
     this.socket = socket;
     socket.on('message', (m) => this.take(m));

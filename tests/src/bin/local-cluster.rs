@@ -31,8 +31,8 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "\nchatscale is running on this machine (kwok for the kubelets, local processes for the pods).\n\n  \
          export KUBECONFIG={kubeconfig}\n  kubectl get chatclusters -n chat -w\n\n  \
-         demo page:  {url}/\n  scale it:   cargo run --release -p chatscale-load -- --url {url} --connections 6000\n              \
-         (examples/minimal.yaml sizes a pod for 5000 connections)\n\n\
+         demo page:  {url}/\n  scale it:   cargo run --release -p chatscale-load -- --url {url} --connections 12000 --source-ips 16 --hold-secs 120\n              \
+         (examples/minimal.yaml: 2 pods at least, 5000 connections each, 10% tolerance)\n\n\
          Pod logs are in {pods}. Ctrl-C stops everything.",
         kubeconfig = plane.kubeconfig.display(),
         url = stand_in.url,

@@ -282,7 +282,8 @@ impl Nginx {
     }
 
     /// A graceful reload: new workers take new connections, old ones finish
-    /// theirs. Returns once the old worker has stopped accepting (it logs
+    /// theirs. Returns once the old worker (there is one: `worker_processes
+    /// 1`, with room for 16384 connections) has stopped accepting (it logs
     /// "gracefully shutting down" then), so that no new connection meets the
     /// old upstreams.
     async fn reload(&self) -> anyhow::Result<()> {
@@ -364,9 +365,9 @@ fn config(dir: &Path, port: u16, route: &Route, upstreams: &[String]) -> String 
     };
     format!(
         "# Written by tests/src/cluster/ingress.rs: the Ingress as ingress-nginx would serve it.\n\
-         daemon off;\nuser root;\nworker_processes 1;\npid {pid};\nerror_log {error} notice;\n\
+         daemon off;\nuser root;\nworker_processes 1;\nworker_rlimit_nofile 65536;\npid {pid};\nerror_log {error} notice;\n\
          worker_shutdown_timeout 240s;\n\
-         events {{\n    worker_connections 4096;\n}}\n\
+         events {{\n    worker_connections 16384;\n}}\n\
          http {{\n    log_format chatscale_test '$remote_addr $upstream_addr $status \"$request\"';\n    \
          access_log {access} chatscale_test;\n    client_body_temp_path {body};\n    proxy_temp_path {proxy};\n    \
          fastcgi_temp_path {fastcgi};\n    uwsgi_temp_path {uwsgi};\n    scgi_temp_path {scgi};\n    \
