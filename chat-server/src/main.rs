@@ -31,7 +31,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("CHAT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env(chatscale_contract::env::LOG)
+        .unwrap_or_else(|_| EnvFilter::new("info"));
     // socketioxide and engineioxide print whole packets at debug level: the
     // handshake's JWT and users' messages. Never let those through.
     let filter = ["socketioxide=info", "engineioxide=info"]

@@ -46,7 +46,7 @@ pub struct Server {
 }
 
 /// Environment variable holding the admin token when no token file is given.
-pub const ADMIN_TOKEN_ENV: &str = "CHAT_ADMIN_TOKEN";
+use chatscale_contract::env::ADMIN_TOKEN as ADMIN_TOKEN_ENV;
 
 impl Server {
     /// Connects to Redis when configured, builds the state and binds both

@@ -20,15 +20,9 @@ use serde::Serialize;
 use socketioxide::{SocketIo, adapter::Adapter};
 use tokio::sync::watch;
 
-use crate::{admin::metrics::Metrics, protocol::now_ms};
+use chatscale_contract::admin::{DrainState, DrainStatus};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DrainState {
-    Serving,
-    Draining,
-    Drained,
-}
+use crate::{admin::metrics::Metrics, protocol::now_ms};
 
 #[derive(Debug, Clone, Copy)]
 struct Phase {
@@ -36,18 +30,6 @@ struct Phase {
     started_at: Option<u64>,
     /// Bumped by every start and cancel, so a cancelled drain task stops.
     generation: u64,
-}
-
-/// `GET /drain`
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DrainStatus {
-    pub state: DrainState,
-    pub sockets: usize,
-    pub active_streams: i64,
-    /// Milliseconds since the Unix epoch; absent while serving.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<u64>,
 }
 
 /// `server-draining {reconnectAfterMs}`

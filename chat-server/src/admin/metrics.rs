@@ -51,7 +51,7 @@ impl Metrics {
         let registry = Registry::new();
         let metrics = Self {
             connected_sockets: IntGauge::new(
-                "chat_connected_sockets",
+                chatscale_contract::admin::metrics::CONNECTED_SOCKETS,
                 "Socket.IO sockets connected to this server",
             )
             .unwrap(),

@@ -14,6 +14,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use chatscale_contract::admin as api;
 use socketioxide::{SocketIo, adapter::Adapter};
 
 use crate::secret::Secret;
@@ -45,11 +46,11 @@ pub fn router<A: Adapter>(
     token: Option<Secret>,
 ) -> Router {
     Router::new()
-        .route("/metrics", get(metrics_text::<A>))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz::<A>))
+        .route(api::METRICS, get(metrics_text::<A>))
+        .route(api::HEALTHZ, get(|| async { "ok\n" }))
+        .route(api::READYZ, get(readyz::<A>))
         .route(
-            "/drain",
+            api::DRAIN,
             get(drain_status::<A>)
                 .post(drain_start::<A>)
                 .delete(drain_cancel::<A>),
@@ -89,6 +90,9 @@ async fn readyz<A: Adapter>(State(state): State<AdminState<A>>) -> impl IntoResp
         (StatusCode::OK, "ready\n")
     }
 }
+
+// The status the operator reads as "too late to cancel".
+const _: () = assert!(StatusCode::CONFLICT.as_u16() == api::CANCEL_TOO_LATE);
 
 /// Why a drain API request was refused.
 enum Refusal {

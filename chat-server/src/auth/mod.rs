@@ -36,7 +36,7 @@ use crate::{
 };
 
 /// Environment variable holding the HS256 secret when no secret file is given.
-pub const JWT_SECRET_ENV: &str = "CHAT_JWT_SECRET";
+use chatscale_contract::env::JWT_SECRET as JWT_SECRET_ENV;
 
 /// The event a socket receives just before it is disconnected because its
 /// token expired.

@@ -1,6 +1,7 @@
 //! The desired state of a chat cluster. Every field has a doc comment: it
 //! becomes the `kubectl explain` text.
 
+use chatscale_contract::settings;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -496,11 +497,11 @@ fn default_connections() -> i32 {
 pub struct DrainSpec {
     /// Longest a drain may take, in seconds; the pod's termination grace period is this plus a margin.
     #[serde(default = "default_drain_timeout")]
-    #[x_kube(validation = Rule::new("self >= 1 && self <= 3600").message("drain.timeoutSeconds must be 1..3600"))]
+    #[x_kube(validation = in_range(settings::DRAIN_TIMEOUT_SECONDS, "drain.timeoutSeconds"))]
     pub timeout_seconds: i32,
     /// At most this many clients disconnected per second.
     #[serde(default = "default_drain_rate")]
-    #[x_kube(validation = Rule::new("self >= 1 && self <= 100000").message("drain.rate must be 1..100000"))]
+    #[x_kube(validation = in_range(settings::DRAIN_RATE, "drain.rate"))]
     pub rate: i32,
 }
 
@@ -514,11 +515,17 @@ impl Default for DrainSpec {
 }
 
 fn default_drain_timeout() -> i32 {
-    300
+    settings::DRAIN_TIMEOUT_SECONDS.default as i32
 }
 
 fn default_drain_rate() -> i32 {
-    500
+    settings::DRAIN_RATE.default as i32
+}
+
+/// The CEL rule that keeps a field in the range chat-server accepts.
+fn in_range(count: settings::Count, field: &str) -> kube::core::Rule {
+    let (rule, message) = count.cel(field);
+    kube::core::Rule::new(rule).message(message.as_str())
 }
 
 /// The AI model behind `ai-query`.
@@ -542,7 +549,7 @@ pub struct AiSpec {
     /// Longest answer, in tokens (`anthropic` only: the Messages API requires
     /// it; 1024 by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 1 && self <= 128000").message("ai.maxTokens must be 1..128000"))]
+    #[x_kube(validation = in_range(settings::ANTHROPIC_MAX_TOKENS, "ai.maxTokens"))]
     pub max_tokens: Option<i32>,
 }
 
@@ -553,38 +560,38 @@ pub struct AiSpec {
 pub struct LimitsSpec {
     /// Events per second one socket may send (0: no limit; default 200).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 0 && self <= 1000000").message("limits.eventsPerSec must be 0..1000000"))]
+    #[x_kube(validation = in_range(settings::EVENTS_PER_SEC, "limits.eventsPerSec"))]
     pub events_per_sec: Option<i32>,
     /// Events one socket may send at once above its rate (default 400).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 0 && self <= 1000000").message("limits.eventsBurst must be 0..1000000"))]
+    #[x_kube(validation = in_range(settings::EVENTS_BURST, "limits.eventsBurst"))]
     pub events_burst: Option<i32>,
     /// Events per second one authenticated user may send over all their
     /// sockets on one server (0: no limit; default 400).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 0 && self <= 1000000").message("limits.userEventsPerSec must be 0..1000000"))]
+    #[x_kube(validation = in_range(settings::USER_EVENTS_PER_SEC, "limits.userEventsPerSec"))]
     pub user_events_per_sec: Option<i32>,
     /// Refusals after which a flooding socket is disconnected (0: never; default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 0 && self <= 1000000").message("limits.floodDisconnectAfter must be 0..1000000"))]
+    #[x_kube(validation = in_range(settings::FLOOD_DISCONNECT_AFTER, "limits.floodDisconnectAfter"))]
     pub flood_disconnect_after: Option<i32>,
     /// AI answers one user may have running at once, cluster-wide (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 1 && self <= 100000").message("limits.maxAiAnswersPerUser must be 1..100000"))]
+    #[x_kube(validation = in_range(settings::MAX_AI_ANSWERS_PER_USER, "limits.maxAiAnswersPerUser"))]
     pub max_ai_answers_per_user: Option<i32>,
     /// AI answers one room may have running at once, cluster-wide (default 8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 1 && self <= 100000").message("limits.maxAiAnswersPerRoom must be 1..100000"))]
+    #[x_kube(validation = in_range(settings::MAX_AI_ANSWERS_PER_ROOM, "limits.maxAiAnswersPerRoom"))]
     pub max_ai_answers_per_room: Option<i32>,
     /// Rooms one socket may be in at once (default 32).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 1 && self <= 100000").message("limits.maxRoomsPerSocket must be 1..100000"))]
+    #[x_kube(validation = in_range(settings::MAX_ROOMS_PER_SOCKET, "limits.maxRoomsPerSocket"))]
     pub max_rooms_per_socket: Option<i32>,
     /// New connections per minute from one client address (0: no limit, the
     /// default). Behind the Ingress or Gateway every connection comes from the
     /// proxy: list the proxies in `trustedProxies` so the limit sees clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 0 && self <= 1000000").message("limits.connectionsPerMinutePerIp must be 0..1000000"))]
+    #[x_kube(validation = in_range(settings::CONNECTIONS_PER_MINUTE_PER_IP, "limits.connectionsPerMinutePerIp"))]
     pub connections_per_minute_per_ip: Option<i32>,
     /// Proxies (IP addresses or CIDR ranges, e.g. the pod network) whose
     /// `X-Forwarded-For` names the client; anyone else's is ignored. Checked by

@@ -21,6 +21,8 @@ use kube::{
     api::{DynamicObject, ObjectMeta},
 };
 
+use chatscale_contract::{admin, env, settings};
+
 use super::{Generated, SpecError, dynamic, names, owned_meta};
 use crate::api::{AiProvider, AuthMode, ChatCluster, ServiceAffinity};
 
@@ -37,8 +39,6 @@ const REDIS_DIR: &str = "/var/run/chatscale/redis";
 const GRACE_MARGIN_SECONDS: i64 = 30;
 /// How long ClientIP affinity keeps a client on one pod (the Kubernetes default, 3 hours).
 const CLIENT_IP_TIMEOUT_SECONDS: i32 = 10_800;
-/// chat-server accepts key prefixes of 1-64 characters.
-const MAX_KEY_PREFIX: usize = 64;
 
 /// The admin Secret, the chat-server Deployment and the client Service.
 pub fn objects(cc: &ChatCluster, generated: &Generated) -> Result<Vec<DynamicObject>, SpecError> {
@@ -92,12 +92,12 @@ impl Wiring {
             }
             (Some(key), None) => {
                 self.env
-                    .push(env("CHAT_JWT_SECRET_FILE", format!("{JWT_DIR}/secret")));
+                    .push(env(env::JWT_SECRET_FILE, format!("{JWT_DIR}/secret")));
                 self.mount("jwt-key", JWT_DIR, key.name.clone(), &key.key, "secret");
             }
             (None, Some(key)) => {
                 self.env.push(env(
-                    "CHAT_JWT_PUBLIC_KEY_FILE",
+                    env::JWT_PUBLIC_KEY_FILE,
                     format!("{JWT_DIR}/public-keys"),
                 ));
                 self.mount(
@@ -120,12 +120,12 @@ impl Wiring {
                 AuthMode::Off => "off",
                 AuthMode::Required => "required",
             };
-            self.env.push(env("CHAT_AUTH", mode));
+            self.env.push(env(env::AUTH, mode));
         }
         for (name, value) in [
-            ("CHAT_JWT_ISSUER", &auth.issuer),
-            ("CHAT_JWT_AUDIENCE", &auth.audience),
-            ("CHAT_JWT_ROOMS_CLAIM", &auth.rooms_claim),
+            (env::JWT_ISSUER, &auth.issuer),
+            (env::JWT_AUDIENCE, &auth.audience),
+            (env::JWT_ROOMS_CLAIM, &auth.rooms_claim),
         ] {
             if let Some(value) = value {
                 self.env.push(env(name, value));
@@ -133,7 +133,7 @@ impl Wiring {
         }
         if !auth.allowed_origins.is_empty() {
             self.env
-                .push(env("CHAT_ALLOWED_ORIGINS", auth.allowed_origins.join(",")));
+                .push(env(env::ALLOWED_ORIGINS, auth.allowed_origins.join(",")));
         }
         Ok(())
     }
@@ -154,17 +154,17 @@ impl Wiring {
         };
         // The URL carries the password: a file, not an environment variable.
         self.env
-            .push(env("CHAT_REDIS_URL_FILE", format!("{REDIS_DIR}/url")));
+            .push(env(env::REDIS_URL_FILE, format!("{REDIS_DIR}/url")));
         self.mount("redis-url", REDIS_DIR, secret, key, "url");
         if cluster {
-            self.env.push(env("CHAT_REDIS_CLUSTER", "true"));
+            self.env.push(env(env::REDIS_CLUSTER, "true"));
         }
         Ok(())
     }
 
     fn admin_token(&mut self, cc: &ChatCluster) {
         self.env
-            .push(env("CHAT_ADMIN_TOKEN_FILE", format!("{ADMIN_DIR}/token")));
+            .push(env(env::ADMIN_TOKEN_FILE, format!("{ADMIN_DIR}/token")));
         self.mount(
             "admin-token",
             ADMIN_DIR,
@@ -178,29 +178,27 @@ impl Wiring {
         let ai = &cc.spec.ai;
         let (provider, vars) = match ai.provider {
             AiProvider::Demo => {
-                self.env.push(env("CHAT_AI_PROVIDER", "demo"));
+                self.env.push(env(env::AI_PROVIDER, "demo"));
                 return Ok(());
             }
-            AiProvider::Openai => ("openai", "CHAT_OPENAI"),
-            AiProvider::Anthropic => ("anthropic", "CHAT_ANTHROPIC"),
+            AiProvider::Openai => ("openai", ProviderVars::OPENAI),
+            AiProvider::Anthropic => ("anthropic", ProviderVars::ANTHROPIC),
         };
-        self.env.push(env("CHAT_AI_PROVIDER", provider));
+        self.env.push(env(env::AI_PROVIDER, provider));
         if let Some(base_url) = &ai.base_url {
-            self.env.push(env(&format!("{vars}_BASE_URL"), base_url));
+            self.env.push(env(vars.base_url, base_url));
         }
         if let Some(model) = &ai.model {
-            self.env.push(env(&format!("{vars}_MODEL"), model));
+            self.env.push(env(vars.model, model));
         }
         if let (AiProvider::Anthropic, Some(max_tokens)) = (ai.provider, ai.max_tokens) {
             self.env
-                .push(env("CHAT_ANTHROPIC_MAX_TOKENS", max_tokens.to_string()));
+                .push(env(env::ANTHROPIC_MAX_TOKENS, max_tokens.to_string()));
         }
         match (&ai.api_key_secret_ref, &ai.base_url) {
             (Some(key), _) => {
-                self.env.push(env(
-                    &format!("{vars}_API_KEY_FILE"),
-                    format!("{AI_DIR}/api-key"),
-                ));
+                self.env
+                    .push(env(vars.api_key_file, format!("{AI_DIR}/api-key")));
                 self.mount("ai-api-key", AI_DIR, key.name.clone(), &key.key, "api-key");
             }
             // A self-hosted endpoint or gateway (vLLM, Ollama, LiteLLM ...) often needs no key.
@@ -218,21 +216,15 @@ impl Wiring {
     fn limits(&mut self, cc: &ChatCluster) -> Result<(), SpecError> {
         let limits = &cc.spec.limits;
         for (name, value) in [
-            ("CHAT_EVENTS_PER_SEC", limits.events_per_sec),
-            ("CHAT_EVENTS_BURST", limits.events_burst),
-            ("CHAT_USER_EVENTS_PER_SEC", limits.user_events_per_sec),
-            ("CHAT_FLOOD_DISCONNECT_AFTER", limits.flood_disconnect_after),
+            (env::EVENTS_PER_SEC, limits.events_per_sec),
+            (env::EVENTS_BURST, limits.events_burst),
+            (env::USER_EVENTS_PER_SEC, limits.user_events_per_sec),
+            (env::FLOOD_DISCONNECT_AFTER, limits.flood_disconnect_after),
+            (env::MAX_AI_ANSWERS_PER_USER, limits.max_ai_answers_per_user),
+            (env::MAX_AI_ANSWERS_PER_ROOM, limits.max_ai_answers_per_room),
+            (env::MAX_ROOMS_PER_SOCKET, limits.max_rooms_per_socket),
             (
-                "CHAT_MAX_AI_ANSWERS_PER_USER",
-                limits.max_ai_answers_per_user,
-            ),
-            (
-                "CHAT_MAX_AI_ANSWERS_PER_ROOM",
-                limits.max_ai_answers_per_room,
-            ),
-            ("CHAT_MAX_ROOMS_PER_SOCKET", limits.max_rooms_per_socket),
-            (
-                "CHAT_CONNECTIONS_PER_MINUTE_PER_IP",
+                env::CONNECTIONS_PER_MINUTE_PER_IP,
                 limits.connections_per_minute_per_ip,
             ),
         ] {
@@ -249,10 +241,8 @@ impl Wiring {
             )));
         }
         if !limits.trusted_proxies.is_empty() {
-            self.env.push(env(
-                "CHAT_TRUSTED_PROXIES",
-                limits.trusted_proxies.join(","),
-            ));
+            self.env
+                .push(env(env::TRUSTED_PROXIES, limits.trusted_proxies.join(",")));
         }
         Ok(())
     }
@@ -286,13 +276,13 @@ impl Wiring {
 fn base_env(cc: &ChatCluster) -> Result<Vec<EnvVar>, SpecError> {
     let drain = &cc.spec.drain;
     Ok(vec![
-        env("CHAT_HOST", "0.0.0.0"),
-        env("CHAT_PORT", names::PUBLIC_PORT.to_string()),
-        env("CHAT_ADMIN_PORT", names::ADMIN_PORT.to_string()),
-        env("CHAT_LOG_FORMAT", "json"),
-        env("CHAT_KEY_PREFIX", key_prefix(cc)?),
-        env("CHAT_DRAIN_TIMEOUT", format!("{}s", drain.timeout_seconds)),
-        env("CHAT_DRAIN_RATE", drain.rate.to_string()),
+        env(env::HOST, "0.0.0.0"),
+        env(env::PORT, names::PUBLIC_PORT.to_string()),
+        env(env::ADMIN_PORT, names::ADMIN_PORT.to_string()),
+        env(env::LOG_FORMAT, "json"),
+        env(env::KEY_PREFIX, key_prefix(cc)?),
+        env(env::DRAIN_TIMEOUT, format!("{}s", drain.timeout_seconds)),
+        env(env::DRAIN_RATE, drain.rate.to_string()),
     ])
 }
 
@@ -300,13 +290,33 @@ fn base_env(cc: &ChatCluster) -> Result<Vec<EnvVar>, SpecError> {
 fn key_prefix(cc: &ChatCluster) -> Result<String, SpecError> {
     let namespace = names::namespace(cc);
     let prefix = format!("{namespace}.{}", cc.name_any());
-    if prefix.len() > MAX_KEY_PREFIX {
+    if let Err(allowed) = settings::check_key_prefix(&prefix) {
         return Err(SpecError(format!(
-            "the Redis key prefix `{prefix}` (namespace.name) is {} characters, chat-server allows {MAX_KEY_PREFIX}: use a shorter ChatCluster name",
+            "the Redis key prefix `{prefix}` (namespace.name) is {} characters, chat-server allows {allowed}: use a shorter ChatCluster name",
             prefix.len()
         )));
     }
     Ok(prefix)
+}
+
+/// The variables of one OpenAI-style or Anthropic provider.
+struct ProviderVars {
+    base_url: &'static str,
+    model: &'static str,
+    api_key_file: &'static str,
+}
+
+impl ProviderVars {
+    const OPENAI: Self = Self {
+        base_url: env::OPENAI_BASE_URL,
+        model: env::OPENAI_MODEL,
+        api_key_file: env::OPENAI_API_KEY_FILE,
+    };
+    const ANTHROPIC: Self = Self {
+        base_url: env::ANTHROPIC_BASE_URL,
+        model: env::ANTHROPIC_MODEL,
+        api_key_file: env::ANTHROPIC_API_KEY_FILE,
+    };
 }
 
 fn env(name: &str, value: impl Into<String>) -> EnvVar {
@@ -371,8 +381,8 @@ fn pod_spec(cc: &ChatCluster, wiring: Wiring) -> PodSpec {
             ]),
             env: Some(wiring.env),
             volume_mounts: Some(wiring.mounts),
-            readiness_probe: Some(probe("/readyz", 0, 5, 2)),
-            liveness_probe: Some(probe("/healthz", 5, 10, 3)),
+            readiness_probe: Some(probe(admin::READYZ, 0, 5, 2)),
+            liveness_probe: Some(probe(admin::HEALTHZ, 5, 10, 3)),
             resources: Some(cc.spec.resources.clone()),
             security_context: Some(super::security::container()),
             ..Default::default()

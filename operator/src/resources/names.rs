@@ -12,8 +12,8 @@ pub const REDIS: &str = "redis";
 /// Label value of the operator's own pods (NetworkPolicies let them in).
 pub const OPERATOR_NAME: &str = "chatscale-operator";
 
-pub const PUBLIC_PORT: i32 = 3000;
-pub const ADMIN_PORT: i32 = 9090;
+pub const PUBLIC_PORT: i32 = chatscale_contract::ports::PUBLIC as i32;
+pub const ADMIN_PORT: i32 = chatscale_contract::ports::ADMIN as i32;
 pub const REDIS_PORT: i32 = 6379;
 
 /// The ChatCluster's namespace (`default` when a manifest names none, as kubectl does).
