@@ -98,10 +98,6 @@ impl Auth {
         }
     }
 
-    pub fn required(&self) -> bool {
-        self.keys.is_some()
-    }
-
     /// The session of a new connection, or why it is refused. `auth` is the
     /// handshake's auth payload; `headers` those of the handshake request.
     pub fn authenticate(

@@ -8,3 +8,12 @@ mod status;
 
 pub use spec::*;
 pub use status::*;
+
+/// Test manifests for the builders' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// The ChatCluster a YAML manifest describes; panics if it does not parse.
+    pub fn cluster(yaml: &str) -> super::ChatCluster {
+        serde_saphyr::from_str(yaml).expect("test manifest parses")
+    }
+}

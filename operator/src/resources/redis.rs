@@ -256,12 +256,9 @@ fn data_claim(cc: &ChatCluster, managed: &ManagedRedis) -> PersistentVolumeClaim
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::testing::cluster;
 
     const MINIMAL: &str = "apiVersion: chatscale.dev/v1alpha1\nkind: ChatCluster\nmetadata: {name: team, namespace: apps, uid: 1234}\nspec: {routing: {host: chat.example.com}}\n";
-
-    fn cluster(yaml: &str) -> ChatCluster {
-        serde_saphyr::from_str(yaml).expect("test manifest parses")
-    }
 
     fn generated() -> Generated {
         Generated {

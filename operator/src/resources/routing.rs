@@ -292,6 +292,7 @@ fn http_route(cc: &ChatCluster, gateway: &GatewayRouting) -> HTTPRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::testing::cluster;
     use serde_json::{Value, json};
 
     const MINIMAL: &str = "apiVersion: chatscale.dev/v1alpha1
@@ -299,10 +300,6 @@ kind: ChatCluster
 metadata: {name: team, namespace: apps, uid: \"1234\"}
 spec: {routing: {host: chat.example.com}}
 ";
-
-    fn cluster(yaml: &str) -> ChatCluster {
-        serde_saphyr::from_str(yaml).expect("a valid ChatCluster")
-    }
 
     /// A ChatCluster whose `spec.routing` is `routing` (YAML flow mapping body).
     fn with_routing(routing: &str) -> ChatCluster {

@@ -129,13 +129,10 @@ fn match_labels(labels: BTreeMap<String, String>) -> LabelSelector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::testing::cluster;
 
     const MINIMAL: &str = "apiVersion: chatscale.dev/v1alpha1\nkind: ChatCluster\nmetadata: {name: team, namespace: apps, uid: 1234}\nspec: {routing: {host: chat.example.com}}\n";
     const EXTERNAL: &str = "redis: {external: {urlSecretRef: {name: mine, key: url}}}, ";
-
-    fn cluster(yaml: &str) -> ChatCluster {
-        serde_saphyr::from_str(yaml).expect("test manifest parses")
-    }
 
     fn operator_selector() -> BTreeMap<String, String> {
         BTreeMap::from([("app.kubernetes.io/name".into(), "chatscale-operator".into())])
