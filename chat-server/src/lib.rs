@@ -5,6 +5,7 @@
 pub mod adapter;
 pub mod admin;
 pub mod ai;
+pub mod answers;
 pub mod auth;
 pub mod client_addr;
 pub mod config;

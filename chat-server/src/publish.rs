@@ -53,7 +53,7 @@ impl Publisher {
         let _in_order = self.order[stripe(event.room())].lock().await;
         let event = match self.store.append(event.clone()).await {
             Ok(sequenced) => sequenced,
-            Err(StoreError::StreamClosed) => return None,
+            Err(StoreError::AnswerClosed) => return None,
             Err(error) => {
                 self.metrics.store_errors_total.inc();
                 tracing::warn!(%error, room = event.room(), "delivering without a roomSeq");

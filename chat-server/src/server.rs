@@ -23,12 +23,12 @@ use crate::{
         drain::{self, Drain},
         metrics::Metrics,
     },
-    ai,
+    answers::{self, MemoryLedger, RedisLedger},
     config::Config,
     events, origin,
     secret::Secret,
     state::AppState,
-    store::{MemoryAnswerSlots, MemoryStore, RedisAnswerSlots, RedisStore},
+    store::{MemoryStore, RedisStore},
     web,
 };
 
@@ -60,8 +60,8 @@ impl Server {
                     config.room_log_len as usize,
                     config.history_turns as usize,
                 ));
-                let slots = Arc::new(MemoryAnswerSlots::default());
-                let state = AppState::new(config, store, slots, metrics.clone())?;
+                let ledger = Arc::new(MemoryLedger::default());
+                let state = AppState::new(config, store, ledger, metrics.clone())?;
                 let (layer, io) = builder.with_state(state).build_layer();
                 io.ns("/", events::on_connect.with(events::register_handlers));
                 Self::assemble(config, layer, io, metrics).await
@@ -84,11 +84,8 @@ impl Server {
                 adapter::watch_health(vec![driver.connection()], metrics.clone());
                 let channels = RedisAdapterConfig::new()
                     .with_prefix(format!("{}-socket.io", config.key_prefix));
-                let slots = Arc::new(RedisAnswerSlots::new(
-                    driver.connection(),
-                    &config.key_prefix,
-                ));
-                let state = AppState::new(config, store, slots, metrics.clone())?;
+                let ledger = Arc::new(RedisLedger::new(driver.connection(), &config.key_prefix));
+                let state = AppState::new(config, store, ledger, metrics.clone())?;
                 let (layer, io) = builder
                     .with_adapter::<RedisAdapter<_>>(RedisAdapterCtr::new_with_driver(
                         driver, channels,
@@ -98,7 +95,7 @@ impl Server {
                 io.ns("/", events::on_connect.with(events::register_handlers))
                     .await
                     .context("subscribing to the Redis adapter channels")?;
-                ai::streams::watch(io.clone(), state);
+                answers::watch(io.clone(), state);
                 Self::assemble(config, layer, io, metrics).await
             }
         }

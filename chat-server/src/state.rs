@@ -7,17 +7,15 @@ use anyhow::Context;
 
 use crate::{
     admin::metrics::Metrics,
-    ai::{
-        AiProvider, AnthropicProvider, DemoProvider, OpenAiProvider, batcher::BatchConfig,
-        slots::AnswerLimiter, streams::StreamTracker,
-    },
+    ai::{AiProvider, AnthropicProvider, DemoProvider, OpenAiProvider, batcher::BatchConfig},
+    answers::{AnswerLedger, Answers},
     auth::Auth,
     client_addr::ClientAddr,
     config::{AiProviderKind, Config},
     limits::Limits,
     publish::Publisher,
     secret::Secret,
-    store::{AnswerSlots, RoomStore},
+    store::RoomStore,
 };
 
 /// Environment variable holding the `openai` API key when no key file is given.
@@ -33,14 +31,13 @@ pub struct AppState {
     pub ai: Arc<dyn AiProvider>,
     pub batch: BatchConfig,
     pub metrics: Arc<Metrics>,
-    /// The AI answers this server is streaming.
-    pub streams: Arc<StreamTracker>,
     /// Token verification (or auth off).
     pub auth: Arc<Auth>,
     /// Rate limits.
     pub limits: Arc<Limits>,
-    /// Concurrent AI answers per user and per room, over every server.
-    pub answers: Arc<AnswerLimiter>,
+    /// Running AI answers: their places under the caps per user and per
+    /// room, over every server, and this server's id among them.
+    pub answers: Arc<Answers>,
     /// Where a connection comes from (the peer, or the client behind a trusted proxy).
     pub client_addr: Arc<ClientAddr>,
 }
@@ -49,11 +46,9 @@ impl AppState {
     pub fn new(
         config: &Config,
         store: Arc<dyn RoomStore>,
-        answer_slots: Arc<dyn AnswerSlots>,
+        answers: Arc<dyn AnswerLedger>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
-        let answers = AnswerLimiter::new(answer_slots, &config.limits());
-        answers.keep_alive();
         Ok(Self {
             publisher: Arc::new(Publisher::new(store.clone(), metrics.clone())),
             store,
@@ -63,10 +58,9 @@ impl AppState {
                 max_delay: config.batch_max_delay(),
             },
             metrics,
-            streams: Arc::default(),
             auth: Arc::new(Auth::from_config(config)?),
             limits: Arc::new(Limits::new(config.limits())),
-            answers,
+            answers: Answers::new(answers, &config.limits()),
             client_addr: Arc::new(ClientAddr::new(config.trusted_proxies.clone())),
         })
     }

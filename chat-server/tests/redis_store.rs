@@ -6,11 +6,9 @@ use std::sync::Arc;
 
 use chat_server::{
     adapter::RedisConnection,
-    protocol::{ChatMessage, MessageKind, RoomEvent},
-    store::{
-        AnswerRef, AnswerSlots, Busy, RedisAnswerSlots, RedisStore, ReplayError, Role, RoomStore,
-        Turn,
-    },
+    answers::{Answer, AnswerLedger, Busy, Caps, RedisLedger},
+    protocol::{AiChunk, ChatMessage, MessageKind, RoomEvent},
+    store::{RedisStore, ReplayError, Role, RoomStore, StoreError, Turn},
 };
 use chatscale_tests::RedisServer;
 
@@ -116,73 +114,169 @@ async fn prefixes_keep_clusters_apart() {
     redis.stop().await.unwrap();
 }
 
-fn answer(user: &str, room: &str, id: &str) -> AnswerRef {
-    AnswerRef {
+fn chunk(room: &str, id: &str, seq: u32, done: bool) -> RoomEvent {
+    RoomEvent::AiChunk(AiChunk {
+        room: room.into(),
+        room_seq: None,
+        stream_id: id.into(),
+        seq,
+        chunk: "x".into(),
+        done,
+        error: None,
+        ts: 1,
+    })
+}
+
+fn seqs(event: &RoomEvent) -> (Option<u64>, u32) {
+    match event {
+        RoomEvent::AiChunk(chunk) => (chunk.room_seq, chunk.seq),
+        RoomEvent::Message(_) => panic!("expected a chunk, got {event:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orphaned_answer_is_closed_once_with_the_next_seq_and_then_refuses_chunks() {
+    let redis = RedisServer::start().await.unwrap();
+    let dead = store(&redis, "t", 100, 3).await;
+    let survivor = store(&redis, "t", 100, 3).await;
+    // Opened, never a chunk: the close is its seq 1.
+    dead.open_answer("r", "quiet").await.unwrap();
+    let closed = survivor.close_answer(chunk("r", "quiet", 0, true)).await;
+    assert_eq!(seqs(&closed.unwrap().unwrap()), (Some(1), 1));
+    // Two chunks, then the close is seq 3; a second close finds nothing.
+    dead.open_answer("r", "a").await.unwrap();
+    dead.append(chunk("r", "a", 1, false)).await.unwrap();
+    dead.append(chunk("r", "a", 2, false)).await.unwrap();
+    let closed = survivor.close_answer(chunk("r", "a", 0, true)).await;
+    assert_eq!(seqs(&closed.unwrap().unwrap()), (Some(4), 3));
+    assert!(
+        survivor
+            .close_answer(chunk("r", "a", 0, true))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The server was not dead after all: its next chunk is refused.
+    assert!(matches!(
+        dead.append(chunk("r", "a", 3, false)).await,
+        Err(StoreError::AnswerClosed)
+    ));
+    // An answer that ended by itself is not closed again.
+    dead.open_answer("r", "b").await.unwrap();
+    dead.append(chunk("r", "b", 1, true)).await.unwrap();
+    assert!(
+        survivor
+            .close_answer(chunk("r", "b", 0, true))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    redis.stop().await.unwrap();
+}
+
+fn answer(user: &str, room: &str, id: &str) -> Answer {
+    Answer {
         user: user.into(),
         room: room.into(),
         id: id.into(),
     }
 }
 
+const CAPS: Caps = Caps {
+    per_user: 1,
+    per_room: 2,
+};
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn answer_slots_are_shared_by_servers_with_one_prefix() {
+async fn answers_are_counted_by_every_server_with_one_prefix() {
     let redis = RedisServer::start().await.unwrap();
     // Two servers of one cluster, each with its own connection, and another cluster.
-    let one = RedisAnswerSlots::new(connection(&redis).await, "blue");
-    let two = RedisAnswerSlots::new(connection(&redis).await, "blue");
-    let other = RedisAnswerSlots::new(connection(&redis).await, "green");
-    let (per_user, per_room) = (1, 2);
+    let one = RedisLedger::new(connection(&redis).await, "blue");
+    let two = RedisLedger::new(connection(&redis).await, "blue");
+    let other = RedisLedger::new(connection(&redis).await, "green");
 
     let ann = answer("ann", "r1", "a1");
-    assert_eq!(one.reserve(&ann, per_user, per_room).await.unwrap(), Ok(()));
+    assert_eq!(one.reserve("one", &ann, CAPS).await.unwrap(), Ok(()));
     let ann_elsewhere = answer("ann", "r2", "a2");
     assert_eq!(
-        two.reserve(&ann_elsewhere, per_user, per_room)
-            .await
-            .unwrap(),
+        two.reserve("two", &ann_elsewhere, CAPS).await.unwrap(),
         Err(Busy::User)
     );
     assert_eq!(
-        other
-            .reserve(&ann_elsewhere, per_user, per_room)
-            .await
-            .unwrap(),
+        other.reserve("two", &ann_elsewhere, CAPS).await.unwrap(),
         Ok(()),
         "another prefix counts apart"
     );
     assert_eq!(
-        two.reserve(&answer("bob", "r1", "b1"), per_user, per_room)
+        two.reserve("two", &answer("bob", "r1", "b1"), CAPS)
             .await
             .unwrap(),
         Ok(())
     );
     // The room is full: cat is refused, and the place her user key took is given back.
     assert_eq!(
-        one.reserve(&answer("cat", "r1", "c1"), per_user, per_room)
+        one.reserve("one", &answer("cat", "r1", "c1"), CAPS)
             .await
             .unwrap(),
         Err(Busy::Room)
     );
     assert_eq!(
-        two.reserve(&answer("cat", "r3", "c2"), per_user, per_room)
+        two.reserve("two", &answer("cat", "r3", "c2"), CAPS)
             .await
             .unwrap(),
         Ok(())
     );
-    // Renewing keeps an answer counted; releasing it on any server frees the place.
-    one.renew(std::slice::from_ref(&ann)).await.unwrap();
+    // Refused answers are not recorded as running on their server.
+    let mut on_one = one.answers_of("one").await.unwrap();
+    on_one.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(on_one, std::slice::from_ref(&ann));
+    // Releasing an answer on any server frees its place.
+    two.release("one", &ann).await.unwrap();
+    assert!(one.answers_of("one").await.unwrap().is_empty());
     assert_eq!(
-        two.reserve(&ann_elsewhere, per_user, per_room)
-            .await
-            .unwrap(),
-        Err(Busy::User)
-    );
-    one.release(&ann).await.unwrap();
-    assert_eq!(
-        two.reserve(&ann_elsewhere, per_user, per_room)
-            .await
-            .unwrap(),
+        two.reserve("two", &ann_elsewhere, CAPS).await.unwrap(),
         Ok(())
     );
+    redis.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_servers_answers_are_found_by_a_survivor_and_stop_counting_once_released() {
+    let redis = RedisServer::start().await.unwrap();
+    let one = RedisLedger::new(connection(&redis).await, "blue");
+    let two = RedisLedger::new(connection(&redis).await, "blue");
+    let ann = answer("ann|admin", "r1", "a1");
+    assert_eq!(one.reserve("one", &ann, CAPS).await.unwrap(), Ok(()));
+    assert!(one.heartbeat("one").await.unwrap().is_empty());
+    assert!(
+        two.heartbeat("two").await.unwrap().is_empty(),
+        "one is alive"
+    );
+
+    // One stops sending heartbeats; two keeps going and sees it dead 3 s later.
+    let mut dead = Vec::new();
+    for _ in 0..8 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        dead = two.heartbeat("two").await.unwrap();
+        if !dead.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(dead, ["one"]);
+    let ann_again = answer("ann|admin", "r2", "a2");
+    assert_eq!(
+        two.reserve("two", &ann_again, CAPS).await.unwrap(),
+        Err(Busy::User),
+        "a dead server's answers count until they are released"
+    );
+    assert_eq!(
+        two.answers_of("one").await.unwrap(),
+        std::slice::from_ref(&ann)
+    );
+    two.release("one", &ann).await.unwrap();
+    assert_eq!(two.reserve("two", &ann_again, CAPS).await.unwrap(), Ok(()));
+    assert!(two.answers_of("one").await.unwrap().is_empty());
+    two.forget_server("one").await.unwrap();
+    assert!(two.heartbeat("two").await.unwrap().is_empty());
     redis.stop().await.unwrap();
 }

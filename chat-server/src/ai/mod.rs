@@ -1,15 +1,13 @@
 //! AI providers behind one trait. A provider turns a prompt and the room's
-//! recent conversation into a stream of tokens; batching, sequencing and
-//! delivery happen elsewhere, so a new provider only has to produce tokens.
+//! recent conversation into a stream of tokens; the batcher groups them into
+//! chunks. Delivery and an answer's life happen in `answers`, so a new
+//! provider only has to produce tokens.
 
-pub mod answer;
 mod anthropic;
 pub mod batcher;
 mod demo;
 mod openai;
-pub mod slots;
 mod sse;
-pub mod streams;
 
 pub use anthropic::AnthropicProvider;
 pub use demo::DemoProvider;

@@ -13,11 +13,11 @@ use tokio::time::Instant;
 
 use super::{admit::Admitted, in_order::InOrder, message, validate};
 use crate::{
-    ai::{AiRequest, answer},
+    ai::AiRequest,
+    answers::{Answer, deliver},
     auth::Session,
     protocol::{AiQueryRequest, ChatError, MessageKind},
     state::AppState,
-    store::AnswerRef,
 };
 
 const EVENT: &str = "ai-query";
@@ -52,9 +52,9 @@ async fn ask<A: Adapter, E: std::fmt::Display>(
     let history = state.store.recent_turns(&room).await?;
     let sender = session.sender(socket.id.as_str());
     let stream_id = uuid::Uuid::new_v4().to_string();
-    let slot = state
+    let reservation = state
         .answers
-        .reserve(AnswerRef {
+        .reserve(Answer {
             user: sender.clone(),
             room: room.clone(),
             id: stream_id.clone(),
@@ -65,7 +65,7 @@ async fn ask<A: Adapter, E: std::fmt::Display>(
         sender,
         &io,
         state,
-        room.clone(),
+        room,
         prompt.clone(),
         MessageKind::AiPrompt,
         None,
@@ -73,17 +73,6 @@ async fn ask<A: Adapter, E: std::fmt::Display>(
     .await;
 
     let request = AiRequest { history, prompt };
-    let answer = answer::stream(
-        io,
-        state.clone(),
-        room,
-        stream_id.clone(),
-        request,
-        received,
-    );
-    tokio::spawn(async move {
-        answer.await;
-        drop(slot);
-    });
+    tokio::spawn(deliver(io, state.clone(), reservation, request, received));
     Ok(json!({"streamId": stream_id, "roomSeq": question.room_seq}))
 }

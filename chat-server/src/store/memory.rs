@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use async_trait::async_trait;
 use std::sync::Mutex;
 
-use super::{ReplayError, RoomStore, StoreError, StreamRef, Turn, replay};
+use super::{ReplayError, RoomStore, StoreError, Turn, replay};
 use crate::protocol::RoomEvent;
 
 #[derive(Default)]
@@ -88,23 +88,11 @@ impl RoomStore for MemoryStore {
     }
 
     // One server: when it dies its clients go with it, so there are no orphans.
-    async fn stream_started(&self, _: &StreamRef) -> Result<(), StoreError> {
+    async fn open_answer(&self, _: &str, _: &str) -> Result<(), StoreError> {
         Ok(())
     }
 
-    async fn streams_alive(&self, _: &[StreamRef]) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    async fn stream_finished(&self, _: &StreamRef) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    async fn orphaned_streams(&self) -> Result<Vec<StreamRef>, StoreError> {
-        Ok(Vec::new())
-    }
-
-    async fn close_stream(&self, _: RoomEvent) -> Result<Option<RoomEvent>, StoreError> {
+    async fn close_answer(&self, _: RoomEvent) -> Result<Option<RoomEvent>, StoreError> {
         Ok(None)
     }
 }

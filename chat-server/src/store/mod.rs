@@ -1,14 +1,14 @@
 //! Shared room state behind one interface, so any server can serve any client:
 //! the room sequence counter with its bounded event log (for replay on
 //! reconnect), and the bounded conversation history that AI prompts are built
-//! from. The in-memory store serves a single server; the Redis store serves
-//! many servers as one.
+//! from. The log also keeps each AI answer's chunks whole: contiguous `seq`
+//! and exactly one `done: true`, even when another server closes an answer
+//! whose server died. The in-memory store serves a single server; the Redis
+//! store serves many servers as one.
 
-mod answer_slots;
 mod memory;
 mod redis;
 
-pub use answer_slots::{AnswerRef, AnswerSlots, Busy, MemoryAnswerSlots, RedisAnswerSlots};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
@@ -37,9 +37,9 @@ pub enum StoreError {
     /// Shared state could not be read or written.
     #[error("room store unavailable: {0}")]
     Unavailable(String),
-    /// An AI chunk of a stream that another server already closed as interrupted.
-    #[error("the stream was closed as interrupted")]
-    StreamClosed,
+    /// An AI chunk of an answer that another server already closed as interrupted.
+    #[error("the answer was closed as interrupted")]
+    AnswerClosed,
 }
 
 /// Clients see a store failure as `unavailable`: try again.
@@ -95,30 +95,14 @@ pub trait RoomStore: Send + Sync + 'static {
     /// The room's most recent turns, oldest first.
     async fn recent_turns(&self, room: &str) -> Result<Vec<Turn>, StoreError>;
 
-    /// Registers an AI stream this server runs, so that another server can
-    /// close it if this one dies. Followed by `streams_alive` heartbeats.
-    async fn stream_started(&self, stream: &StreamRef) -> Result<(), StoreError>;
+    /// Records that an AI answer runs in `room`, so that another server can
+    /// close it (`close_answer`) even before its first chunk.
+    async fn open_answer(&self, room: &str, id: &str) -> Result<(), StoreError>;
 
-    /// Heartbeat: these streams still run here.
-    async fn streams_alive(&self, streams: &[StreamRef]) -> Result<(), StoreError>;
-
-    /// The stream ended here (normally or not): stop watching it.
-    async fn stream_finished(&self, stream: &StreamRef) -> Result<(), StoreError>;
-
-    /// Streams whose server stopped sending heartbeats.
-    async fn orphaned_streams(&self) -> Result<Vec<StreamRef>, StoreError>;
-
-    /// Appends `last` (the stream's final chunk) with the next `seq` of its
-    /// stream, unless the stream already ended or another server closed it
+    /// Appends `last` (the answer's final chunk) with the next `seq` of its
+    /// answer, unless the answer already ended or another server closed it
     /// first: each orphan is closed exactly once, cluster-wide.
-    async fn close_stream(&self, last: RoomEvent) -> Result<Option<RoomEvent>, StoreError>;
-}
-
-/// An AI stream: the room it answers in and its id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct StreamRef {
-    pub room: String,
-    pub stream_id: String,
+    async fn close_answer(&self, last: RoomEvent) -> Result<Option<RoomEvent>, StoreError>;
 }
 
 /// The replay rule both stores follow, given the room's last `roomSeq` (read

@@ -8,35 +8,31 @@
 //! - `P:{R}:log`  a stream whose entry ids are `roomSeq-0`, trimmed to about
 //!   `log_len` entries (XADD MAXLEN ~), field `e` = the event as JSON
 //! - `P:{R}:history`  a list of conversation turns as JSON, trimmed to `history_turns`
-//! - `P:{R}:streams`  hash: AI stream id -> last chunk seq, while the stream runs
-//! - `P:{R}:closed`   hash: ids of streams closed as interrupted (expires after a day)
-//! - `P:streams`      sorted set of running streams (`room|id`) by heartbeat deadline
+//! - `P:{R}:streams`  hash: AI answer id -> its last chunk's seq, while it runs
+//! - `P:{R}:closed`   hash: ids of answers closed as interrupted (expires after a day)
 
 use async_trait::async_trait;
 use redis::{AsyncCommands, Script, streams::StreamRangeReply};
 
-use super::{ReplayError, RoomStore, StoreError, StreamRef, Turn, replay};
-use crate::{
-    adapter::RedisConnection,
-    protocol::{RoomEvent, now_ms},
-};
+use super::{ReplayError, RoomStore, StoreError, Turn, replay};
+use crate::{adapter::RedisConnection, protocol::RoomEvent};
 
 /// INCR the counter and XADD the event under id `seq-0`, in one round trip.
-/// For an AI chunk (ARGV[3] = stream id, ARGV[4] = its seq, ARGV[5] = done):
-/// refuse it (-1) if another server closed the stream, else record its seq.
+/// For an AI chunk (ARGV[3] = answer id, ARGV[4] = its seq, ARGV[5] = done):
+/// refuse it (-1) if another server closed the answer, else record its seq.
 const APPEND: &str = r"
-local stream = ARGV[3]
-if stream ~= '' and redis.call('HEXISTS', KEYS[4], stream) == 1 then return -1 end
+local answer = ARGV[3]
+if answer ~= '' and redis.call('HEXISTS', KEYS[4], answer) == 1 then return -1 end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', ARGV[1])
-if stream ~= '' then
-  if ARGV[5] == '1' then redis.call('HDEL', KEYS[3], stream)
-  else redis.call('HSET', KEYS[3], stream, ARGV[4]) end
+if answer ~= '' then
+  if ARGV[5] == '1' then redis.call('HDEL', KEYS[3], answer)
+  else redis.call('HSET', KEYS[3], answer, ARGV[4]) end
 end
 return seq
 ";
 
-/// Closes an orphaned stream once: if it still runs (has a last seq), mark it
+/// Closes an orphaned answer once: if it still runs (has a last seq), mark it
 /// closed and append the final chunk (ARGV[1]) with the next seq.
 /// Returns {roomSeq, seq}, or nil when there was nothing to close.
 const CLOSE: &str = r"
@@ -52,9 +48,6 @@ local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', cjson.encode(event))
 return {seq, next_seq}
 ";
-
-/// A stream is an orphan once its heartbeat is this late.
-const STREAM_DEADLINE_MS: u64 = 3_000;
 
 pub struct RedisStore {
     conn: RedisConnection,
@@ -80,15 +73,6 @@ impl RedisStore {
     fn key(&self, room: &str, what: &str) -> String {
         format!("{}:{{{room}}}:{what}", self.prefix)
     }
-
-    fn streams_key(&self) -> String {
-        format!("{}:streams", self.prefix)
-    }
-
-    /// Room names never contain `|`.
-    fn member(stream: &StreamRef) -> String {
-        format!("{}|{}", stream.room, stream.stream_id)
-    }
 }
 
 fn store_error(error: impl std::fmt::Display) -> StoreError {
@@ -99,7 +83,7 @@ fn store_error(error: impl std::fmt::Display) -> StoreError {
 impl RoomStore for RedisStore {
     async fn append(&self, mut event: RoomEvent) -> Result<RoomEvent, StoreError> {
         let json = serde_json::to_string(&event).map_err(store_error)?;
-        let (stream, seq, done) = match &event {
+        let (answer, seq, done) = match &event {
             RoomEvent::AiChunk(chunk) => (chunk.stream_id.as_str(), chunk.seq, chunk.done),
             RoomEvent::Message(_) => ("", 0, false),
         };
@@ -112,14 +96,14 @@ impl RoomStore for RedisStore {
             .key(self.key(room, "closed"))
             .arg(json)
             .arg(self.log_len)
-            .arg(stream)
+            .arg(answer)
             .arg(seq)
             .arg(if done { "1" } else { "0" })
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(store_error)?;
         if room_seq < 0 {
-            return Err(StoreError::StreamClosed);
+            return Err(StoreError::AnswerClosed);
         }
         event.set_room_seq(room_seq as u64);
         Ok(event)
@@ -177,80 +161,32 @@ impl RoomStore for RedisStore {
             .map_err(store_error)
     }
 
-    async fn stream_started(&self, stream: &StreamRef) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let _: () = conn
-            .hset_nx(self.key(&stream.room, "streams"), &stream.stream_id, 0)
-            .await
-            .map_err(store_error)?;
-        self.streams_alive(std::slice::from_ref(stream)).await
-    }
-
-    async fn streams_alive(&self, streams: &[StreamRef]) -> Result<(), StoreError> {
-        if streams.is_empty() {
-            return Ok(());
-        }
-        let deadline = now_ms() + STREAM_DEADLINE_MS;
-        let items: Vec<(u64, String)> = streams
-            .iter()
-            .map(|s| (deadline, Self::member(s)))
-            .collect();
+    async fn open_answer(&self, room: &str, id: &str) -> Result<(), StoreError> {
         self.conn
             .clone()
-            .zadd_multiple(self.streams_key(), &items)
+            .hset_nx(self.key(room, "streams"), id, 0)
             .await
             .map_err(store_error)
     }
 
-    async fn stream_finished(&self, stream: &StreamRef) -> Result<(), StoreError> {
-        self.conn
-            .clone()
-            .zrem(self.streams_key(), Self::member(stream))
-            .await
-            .map_err(store_error)
-    }
-
-    async fn orphaned_streams(&self) -> Result<Vec<StreamRef>, StoreError> {
-        let members: Vec<String> = self
-            .conn
-            .clone()
-            .zrangebyscore_limit(self.streams_key(), "-inf", now_ms(), 0, 100)
-            .await
-            .map_err(store_error)?;
-        Ok(members
-            .into_iter()
-            .filter_map(|m| {
-                let (room, stream_id) = m.split_once('|')?;
-                Some(StreamRef {
-                    room: room.to_owned(),
-                    stream_id: stream_id.to_owned(),
-                })
-            })
-            .collect())
-    }
-
-    async fn close_stream(&self, mut last: RoomEvent) -> Result<Option<RoomEvent>, StoreError> {
+    async fn close_answer(&self, mut last: RoomEvent) -> Result<Option<RoomEvent>, StoreError> {
         let RoomEvent::AiChunk(chunk) = &last else {
             return Ok(None);
         };
-        let stream = StreamRef {
-            room: chunk.room.clone(),
-            stream_id: chunk.stream_id.clone(),
-        };
+        let room = chunk.room.clone();
         let json = serde_json::to_string(&last).map_err(store_error)?;
         let closed: Option<(u64, u32)> = self
             .close
-            .key(self.key(&stream.room, "seq"))
-            .key(self.key(&stream.room, "log"))
-            .key(self.key(&stream.room, "streams"))
-            .key(self.key(&stream.room, "closed"))
+            .key(self.key(&room, "seq"))
+            .key(self.key(&room, "log"))
+            .key(self.key(&room, "streams"))
+            .key(self.key(&room, "closed"))
             .arg(json)
             .arg(self.log_len)
-            .arg(&stream.stream_id)
+            .arg(&chunk.stream_id)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(store_error)?;
-        self.stream_finished(&stream).await?;
         Ok(closed.map(|(room_seq, seq)| {
             if let RoomEvent::AiChunk(chunk) = &mut last {
                 chunk.seq = seq;

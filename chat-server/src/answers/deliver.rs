@@ -1,37 +1,37 @@
-//! Streams one AI answer to a room: provider tokens are batched into chunks,
+//! Delivers one AI answer to a room: provider tokens are batched into chunks,
 //! each published as an `ai-response-stream` event with `seq` contiguous from
-//! 1 and exactly one `done: true`. A finished answer joins the room history.
+//! 1 and exactly one `done: true`. A finished answer joins the room history;
+//! its places are given back when it ends, however it ends.
 
 use futures::StreamExt;
 use socketioxide::{SocketIo, adapter::Adapter};
 use tokio::time::Instant;
 
-use super::{
-    AiRequest,
-    batcher::{End, batch},
-};
+use super::reservation::Reservation;
 use crate::{
     admin::metrics::ActiveStream,
+    ai::{
+        AiRequest,
+        batcher::{End, batch},
+    },
     protocol::{AiChunk, RoomEvent, now_ms},
     state::AppState,
-    store::{Role, StreamRef, Turn},
+    store::{Role, Turn},
 };
 
-pub async fn stream<A: Adapter>(
+pub async fn deliver<A: Adapter>(
     io: SocketIo<A>,
     state: AppState,
-    room: String,
-    stream_id: String,
+    reservation: Reservation,
     request: AiRequest,
     received: Instant,
 ) {
     let metrics = &state.metrics;
     let _active = ActiveStream::start(metrics);
-    let tracked = StreamRef {
-        room: room.clone(),
-        stream_id: stream_id.clone(),
-    };
-    state.streams.started(&state, &tracked).await;
+    let (room, stream_id) = (&reservation.answer().room, &reservation.answer().id);
+    if let Err(error) = state.store.open_answer(room, stream_id).await {
+        tracing::warn!(%error, "an answer could not be opened in the room log; if this server dies, it is not closed for the room");
+    }
     let mut batches = std::pin::pin!(batch(state.ai.answer(request), state.batch));
     let mut answer = String::new();
     let mut seq = 0;
@@ -76,7 +76,7 @@ pub async fn stream<A: Adapter>(
                     role: Role::Assistant,
                     text: std::mem::take(&mut answer),
                 };
-                if let Err(error) = state.store.push_turn(&room, turn).await {
+                if let Err(error) = state.store.push_turn(room, turn).await {
                     metrics.store_errors_total.inc();
                     tracing::warn!(%error, %room, "the answer could not be added to the history");
                 }
@@ -88,5 +88,5 @@ pub async fn stream<A: Adapter>(
             None => {}
         }
     }
-    state.streams.finished(&state, &tracked).await;
+    drop(reservation);
 }
