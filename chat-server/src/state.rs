@@ -18,11 +18,10 @@ use crate::{
     store::RoomStore,
 };
 
-/// Environment variable holding the `openai` API key when no key file is given.
-pub const OPENAI_API_KEY_ENV: &str = "CHAT_OPENAI_API_KEY";
-
-/// Environment variable holding the `anthropic` API key when no key file is given.
-pub const ANTHROPIC_API_KEY_ENV: &str = "CHAT_ANTHROPIC_API_KEY";
+// The variables holding the providers' API keys when no key file is given.
+use chatscale_contract::env::{
+    ANTHROPIC_API_KEY as ANTHROPIC_API_KEY_ENV, OPENAI_API_KEY as OPENAI_API_KEY_ENV,
+};
 
 #[derive(Clone)]
 pub struct AppState {
