@@ -1,14 +1,16 @@
 //! The chat-server pods' environment is a contract between the operator and
 //! the chat-server binary: every `CHAT_*` variable the operator writes must be
 //! one the binary reads (a misspelt name would be ignored in silence), and the
-//! values must be ones it accepts (or the pods would crash-loop). Checked
-//! against the real binary with a ChatCluster that sets every option.
+//! values must be ones it accepts (or the pods would crash-loop). The names
+//! come from the contract crate; the values are checked against the real
+//! binary with a ChatCluster that sets every option.
 
 use std::{
     io::{BufRead, BufReader},
     process::{Command, Stdio},
 };
 
+use chatscale_contract as contract;
 use chatscale_operator::{
     api::ChatCluster,
     resources::{Generated, chat},
@@ -46,16 +48,19 @@ fn chat_env() -> Vec<EnvVar> {
 
 #[test]
 fn every_variable_the_operator_writes_is_one_chat_server_reads() {
-    let help = Command::new(chat_server_bin())
-        .arg("--help")
-        .output()
-        .unwrap();
-    let help = String::from_utf8(help.stdout).unwrap();
+    // The contract's names are the ones chat-server's flags read (its config
+    // tests check that); the operator writes them through the same constants,
+    // and never a secret's variable (secrets reach the pods as files).
     let env = chat_env();
-    for var in env.iter().filter(|v| v.name.starts_with("CHAT_")) {
+    for var in &env {
         assert!(
-            help.contains(&format!("[env: {}", var.name)),
-            "{} is not read by chat-server",
+            contract::env::ALL.contains(&var.name.as_str()),
+            "{} is not in the contract",
+            var.name
+        );
+        assert!(
+            !contract::env::WITHOUT_FLAG.contains(&var.name.as_str()),
+            "{} carries a secret as a literal value",
             var.name
         );
     }
