@@ -60,9 +60,9 @@ impl Admitted {
     }
 
     /// The whole life of an admitted event: refused events are answered at
-    /// once (see [`Self::admit`]); an admitted one waits for its turn among
-    /// the socket's events, runs `work` with the session, and is acked with
-    /// its result.
+    /// once (see [`Self::admit`]); an admitted one waits until the socket's
+    /// earlier events are handled, runs `work` with the session, and is acked
+    /// with its result.
     pub async fn run<A: Adapter, T: serde::Serialize>(
         self,
         socket: &SocketRef<A>,
@@ -76,7 +76,7 @@ impl Admitted {
         else {
             return;
         };
-        let _turn = in_order.wait().await;
+        let _serving = in_order.wait().await;
         let result = work(session).await;
         reply(ack, metrics, event, result);
     }

@@ -2,8 +2,8 @@
 //! Socket.IO does. socketioxide runs every handler as its own task, so two
 //! messages sent back to back could otherwise be published swapped. Extractors
 //! run synchronously, in arrival order, before the task is spawned: the
-//! [`InOrder`] extractor takes a ticket there, and the handler waits for its
-//! turn before doing anything.
+//! [`InOrder`] extractor takes a ticket there, and the handler waits until
+//! its ticket is served before doing anything.
 
 use std::{
     collections::BTreeSet,
@@ -56,16 +56,17 @@ pub struct InOrder {
     ticket: u64,
 }
 
-/// While alive, this socket's later events wait; dropping it lets the next one run.
-pub struct Turn(Arc<Sequencer>);
+/// The ticket being served: while alive, this socket's later events wait;
+/// dropping it serves the next ticket.
+pub struct Serving(Arc<Sequencer>);
 
 impl InOrder {
     /// Waits until every earlier event of this socket has been handled.
-    pub async fn wait(self) -> Turn {
+    pub async fn wait(self) -> Serving {
         let mut serving = self.sequencer.serving.subscribe();
         // The sender lives in `self.sequencer`, so the channel cannot close here.
         let _ = serving.wait_for(|&now| now == self.ticket).await;
-        Turn(self.sequencer)
+        Serving(self.sequencer)
     }
 
     /// Gives the ticket up without waiting: for an event answered at once (a
@@ -84,7 +85,7 @@ impl InOrder {
     }
 }
 
-impl Drop for Turn {
+impl Drop for Serving {
     fn drop(&mut self) {
         let mut skipped = self.0.skipped.lock().unwrap_or_else(|e| e.into_inner());
         self.0.advance(&mut skipped);
@@ -129,12 +130,12 @@ mod tests {
             ticket(&sequencer),
             ticket(&sequencer),
         );
-        // Given up before their turn, and at their turn.
+        // Given up early (second), and once its ticket is served (third).
         second.skip();
-        let turn = first.wait().await;
-        drop(turn);
+        let serving = first.wait().await;
+        drop(serving);
         third.skip();
-        let _turn = fourth.wait().await;
+        let _serving = fourth.wait().await;
         assert_eq!(*sequencer.serving.borrow(), 3);
     }
 
@@ -146,7 +147,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn turns_follow_ticket_order_whatever_order_tasks_run_in() {
+    async fn tickets_are_served_in_order_whatever_order_tasks_run_in() {
         let sequencer = sequencer();
         let tickets: Vec<InOrder> = (0..50).map(|_| ticket(&sequencer)).collect();
         let (done, mut order) = tokio::sync::mpsc::unbounded_channel();
@@ -158,7 +159,7 @@ mod tests {
             .map(|(i, ticket)| {
                 let done = done.clone();
                 tokio::spawn(async move {
-                    let _turn = ticket.wait().await;
+                    let _serving = ticket.wait().await;
                     tokio::task::yield_now().await;
                     done.send(i).unwrap();
                 })
