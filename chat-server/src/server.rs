@@ -9,8 +9,7 @@ use anyhow::Context;
 use axum::{Router, serve::ListenerExt};
 use futures::future::BoxFuture;
 use socketioxide::{
-    SocketIo, SocketIoBuilder, adapter::Adapter, handler::ConnectHandler, layer::SocketIoLayer,
-    socket::Sid,
+    SocketIo, SocketIoBuilder, adapter::Adapter, layer::SocketIoLayer, socket::Sid,
 };
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tokio::{net::TcpListener, sync::mpsc};
@@ -63,7 +62,7 @@ impl Server {
                 let ledger = Arc::new(MemoryLedger::default());
                 let state = AppState::new(config, store, ledger, metrics.clone())?;
                 let (layer, io) = builder.with_state(state).build_layer();
-                io.ns("/", events::on_connect.with(events::register_handlers));
+                events::serve(&io);
                 Self::assemble(config, layer, io, metrics).await
             }
             Some(url) => {
@@ -92,7 +91,7 @@ impl Server {
                     ))
                     .with_state(state.clone())
                     .build_layer();
-                io.ns("/", events::on_connect.with(events::register_handlers))
+                events::serve(&io)
                     .await
                     .context("subscribing to the Redis adapter channels")?;
                 answers::watch(io.clone(), state);

@@ -14,11 +14,11 @@ use socketioxide::{
 };
 use tokio::time::Instant;
 
-use super::{in_order::InOrder, reply};
+use super::in_order::InOrder;
 use crate::{
     admin::metrics::Metrics,
     auth::Session,
-    protocol::{ChatError, ErrorCode},
+    protocol::{Ack, ChatError, ErrorCode},
 };
 
 /// The socket's session, and whether this event was within its budget.
@@ -109,4 +109,21 @@ impl<A: Adapter> FromMessageParts<A> for Admitted {
         };
         Ok(Admitted { session, charged })
     }
+}
+
+/// Sends the ack for `event` and counts refusals.
+fn reply<A: Adapter, T: serde::Serialize>(
+    ack: AckSender<A>,
+    metrics: &Metrics,
+    event: &str,
+    result: Result<T, ChatError>,
+) {
+    if let Err(error) = &result {
+        metrics
+            .events_rejected_total
+            .with_label_values(&[event, error.code.as_str()])
+            .inc();
+    }
+    // The client may have sent the event without asking for an ack: nothing to do then.
+    let _ = ack.send(&Ack::from(result));
 }

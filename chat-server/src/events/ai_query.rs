@@ -11,7 +11,7 @@ use socketioxide::{
 };
 use tokio::time::Instant;
 
-use super::{admit::Admitted, in_order::InOrder, message, validate};
+use super::{admit::Admitted, client_event::ClientEvent, in_order::InOrder, message, validate};
 use crate::{
     ai::AiRequest,
     answers::{Answer, deliver},
@@ -20,9 +20,23 @@ use crate::{
     state::AppState,
 };
 
-const EVENT: &str = "ai-query";
+/// The `ai-query` event.
+pub struct AiQuery;
 
-pub async fn handle<A: Adapter>(
+impl ClientEvent for AiQuery {
+    const NAME: &'static str = "ai-query";
+    type Request = AiQueryRequest;
+
+    fn validate<E: std::fmt::Display>(data: Result<Value, E>) -> Result<AiQueryRequest, ChatError> {
+        validate::ai_query(data)
+    }
+
+    fn register<A: Adapter>(self, socket: &SocketRef<A>) {
+        socket.on(Self::NAME, handle::<A>);
+    }
+}
+
+async fn handle<A: Adapter>(
     socket: SocketRef<A>,
     io: SocketIo<A>,
     State(state): State<AppState>,
@@ -34,7 +48,7 @@ pub async fn handle<A: Adapter>(
     let received = Instant::now();
     let work = async |session: &Session| ask(&socket, io, &state, session, data, received).await;
     admitted
-        .run(&socket, &state.metrics, EVENT, ack, in_order, work)
+        .run(&socket, &state.metrics, AiQuery::NAME, ack, in_order, work)
         .await;
 }
 

@@ -8,16 +8,30 @@ use socketioxide::{
     extract::{AckSender, SocketRef, State, TryData},
 };
 
-use super::{admit::Admitted, in_order::InOrder, validate};
+use super::{admit::Admitted, client_event::ClientEvent, in_order::InOrder, validate};
 use crate::{
     auth::Session,
     protocol::{ChatError, ErrorCode, JoinRequest},
     state::AppState,
 };
 
-const EVENT: &str = "join";
+/// The `join` event.
+pub struct Join;
 
-pub async fn handle<A: Adapter>(
+impl ClientEvent for Join {
+    const NAME: &'static str = "join";
+    type Request = JoinRequest;
+
+    fn validate<E: std::fmt::Display>(data: Result<Value, E>) -> Result<JoinRequest, ChatError> {
+        validate::join(data)
+    }
+
+    fn register<A: Adapter>(self, socket: &SocketRef<A>) {
+        socket.on(Self::NAME, handle::<A>);
+    }
+}
+
+async fn handle<A: Adapter>(
     socket: SocketRef<A>,
     State(state): State<AppState>,
     TryData(data): TryData<Value>,
@@ -27,7 +41,7 @@ pub async fn handle<A: Adapter>(
 ) {
     let work = async |session: &Session| join(&socket, &state, session, data).await;
     admitted
-        .run(&socket, &state.metrics, EVENT, ack, in_order, work)
+        .run(&socket, &state.metrics, Join::NAME, ack, in_order, work)
         .await;
 }
 

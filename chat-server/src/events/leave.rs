@@ -6,15 +6,29 @@ use socketioxide::{
     extract::{AckSender, SocketRef, State, TryData},
 };
 
-use super::{admit::Admitted, in_order::InOrder, validate};
+use super::{admit::Admitted, client_event::ClientEvent, in_order::InOrder, validate};
 use crate::{
     protocol::{ChatError, LeaveRequest},
     state::AppState,
 };
 
-const EVENT: &str = "leave";
+/// The `leave` event.
+pub struct Leave;
 
-pub async fn handle<A: Adapter>(
+impl ClientEvent for Leave {
+    const NAME: &'static str = "leave";
+    type Request = LeaveRequest;
+
+    fn validate<E: std::fmt::Display>(data: Result<Value, E>) -> Result<LeaveRequest, ChatError> {
+        validate::leave(data)
+    }
+
+    fn register<A: Adapter>(self, socket: &SocketRef<A>) {
+        socket.on(Self::NAME, handle::<A>);
+    }
+}
+
+async fn handle<A: Adapter>(
     socket: SocketRef<A>,
     State(state): State<AppState>,
     TryData(data): TryData<Value>,
@@ -24,7 +38,7 @@ pub async fn handle<A: Adapter>(
 ) {
     let work = async |_: &crate::auth::Session| leave(&socket, data);
     admitted
-        .run(&socket, &state.metrics, EVENT, ack, in_order, work)
+        .run(&socket, &state.metrics, Leave::NAME, ack, in_order, work)
         .await;
 }
 

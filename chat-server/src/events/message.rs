@@ -10,7 +10,7 @@ use socketioxide::{
 };
 use tokio::time::Instant;
 
-use super::{admit::Admitted, in_order::InOrder, validate};
+use super::{admit::Admitted, client_event::ClientEvent, in_order::InOrder, validate};
 use crate::{
     auth::Session,
     protocol::{ChatError, ChatMessage, MessageKind, MessageRequest, RoomEvent, now_ms},
@@ -18,9 +18,23 @@ use crate::{
     store::{Role, Turn},
 };
 
-const EVENT: &str = "message";
+/// The `message` event.
+pub struct Message;
 
-pub async fn handle<A: Adapter>(
+impl ClientEvent for Message {
+    const NAME: &'static str = "message";
+    type Request = MessageRequest;
+
+    fn validate<E: std::fmt::Display>(data: Result<Value, E>) -> Result<MessageRequest, ChatError> {
+        validate::message(data)
+    }
+
+    fn register<A: Adapter>(self, socket: &SocketRef<A>) {
+        socket.on(Self::NAME, handle::<A>);
+    }
+}
+
+async fn handle<A: Adapter>(
     socket: SocketRef<A>,
     io: SocketIo<A>,
     State(state): State<AppState>,
@@ -41,7 +55,7 @@ pub async fn handle<A: Adapter>(
         result
     };
     admitted
-        .run(&socket, &state.metrics, EVENT, ack, in_order, work)
+        .run(&socket, &state.metrics, Message::NAME, ack, in_order, work)
         .await;
 }
 

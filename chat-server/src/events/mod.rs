@@ -1,9 +1,17 @@
 //! Socket.IO event handlers of namespace `/`. Each client event has its own
-//! file; every one answers its ack with `{ok: ...}` or `{error: {code, message}}`.
-//! Events without a handler are ignored by socketioxide.
+//! file, and [`each`] is the one table of them: registration, validation
+//! ([`validate::check_event`]) and the fuzzer all walk it. Every event answers
+//! its ack with `{ok: ...}` or `{error: {code, message}}`. Events without a
+//! handler are ignored by socketioxide.
+
+// A handler file whose event is missing from the table is dead code: make
+// that a compile error, not a warning.
+#![deny(dead_code)]
 
 mod admit;
 mod ai_query;
+pub mod client_event;
+mod connect;
 mod in_order;
 mod join;
 mod leave;
@@ -11,119 +19,79 @@ mod message;
 mod resume;
 pub mod validate;
 
-use std::{sync::Arc, time::SystemTime};
+use socketioxide::{SocketIo, adapter::Adapter, extract::SocketRef, handler::ConnectHandler};
+use socketioxide_core::adapter::DefinedAdapter;
 
-use serde::Serialize;
-use serde_json::{Value, json};
-use socketioxide::{
-    SocketIo,
-    adapter::Adapter,
-    extract::{AckSender, SocketRef, State, TryData},
-};
-use tokio_util::sync::CancellationToken;
+use client_event::{ClientEvent, ForEachEvent};
 
-use crate::{
-    admin::metrics::Metrics,
-    auth::{AUTH_EXPIRED_EVENT, Refusal},
-    protocol::{Ack, ChatError},
-    state::AppState,
-};
+/// Every client event the server handles. Adding one: its handler file
+/// (a unit struct implementing [`ClientEvent`]) and a line here.
+pub fn each(visit: &mut impl ForEachEvent) {
+    visit.event(join::Join);
+    visit.event(leave::Leave);
+    visit.event(message::Message);
+    visit.event(ai_query::AiQuery);
+    visit.event(resume::Resume);
+}
 
-/// The namespace's connect handler: use as `on_connect.with(register_handlers)`.
-pub async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
+/// The names of every client event, in table order.
+pub fn names() -> Vec<&'static str> {
+    struct Names(Vec<&'static str>);
+    impl ForEachEvent for Names {
+        fn event<E: ClientEvent>(&mut self, _: E) {
+            self.0.push(E::NAME);
+        }
+    }
+    let mut names = Names(Vec::new());
+    each(&mut names);
+    names.0
+}
+
+/// Serves namespace `/` on `io`. Both connect middlewares run before the
+/// CONNECT answer goes out: [`connect::admit_socket`] first, then
+/// [`register_events`], so a refused socket gets no handlers, and an event a
+/// client sends right after connecting always finds its handler (socketioxide
+/// runs the connect handler only after the CONNECT answer, too late for that).
+pub fn serve<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) -> A::InitRes {
+    // `with` puts a middleware before those already there.
+    io.ns(
+        "/",
+        on_connect.with(register_events).with(connect::admit_socket),
+    )
+}
+
+async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
     tracing::debug!(sid = %socket.id, "socket connected");
 }
 
-/// Admits a new socket and registers its event handlers. It runs as a connect
-/// middleware, before the CONNECT answer goes out: a refused handshake (too many
-/// connections from its address, a missing or invalid token) gets a
-/// CONNECT_ERROR whose message says why (`unauthorized: token expired`), and
-/// socketioxide runs the connect handler only after the CONNECT answer, so an
-/// event a client sends right after connecting could otherwise arrive before its
-/// handler and be dropped.
-pub async fn register_handlers<A: Adapter>(
-    socket: SocketRef<A>,
-    io: SocketIo<A>,
-    State(state): State<AppState>,
-    TryData(auth): TryData<Value>,
-) -> Result<(), Refusal> {
-    if let Some(ip) = state.client_addr.of(socket.req_parts())
-        && let Err(wait) = state.limits.connection(ip, tokio::time::Instant::now())
-    {
-        state
-            .metrics
-            .events_rejected_total
-            .with_label_values(&["connect", "rate_limited"])
-            .inc();
-        return Err(Refusal::Connections(wait));
+/// Registers the handler of every event of the table on a new socket.
+async fn register_events<A: Adapter>(socket: SocketRef<A>) -> Result<(), std::convert::Infallible> {
+    struct Register<'a, A: Adapter>(&'a SocketRef<A>);
+    impl<A: Adapter> ForEachEvent for Register<'_, A> {
+        fn event<E: ClientEvent>(&mut self, event: E) {
+            event.register(self.0);
+        }
     }
-    let session = state
-        .auth
-        .authenticate(
-            auth.ok().as_ref(),
-            &socket.req_parts().headers,
-            &state.limits,
-        )
-        .inspect_err(|refusal| {
-            tracing::info!(sid = %socket.id, %refusal, "handshake refused");
-            state
-                .metrics
-                .events_rejected_total
-                .with_label_values(&["connect", "unauthorized"])
-                .inc();
-        })?;
-    if let Some(expires) = session.expires {
-        disconnect_at_expiry(&socket, io, expires);
-    }
-    socket.extensions.insert(Arc::new(session));
-    socket.on("join", join::handle::<A>);
-    socket.on("leave", leave::handle::<A>);
-    socket.on("message", message::handle::<A>);
-    socket.on("ai-query", ai_query::handle::<A>);
-    socket.on("resume", resume::handle::<A>);
+    each(&mut Register(&socket));
     Ok(())
 }
 
-/// When the token runs out: emit `auth-expired {message}`, then disconnect.
-/// Cancelled when the socket goes away first.
-fn disconnect_at_expiry<A: Adapter>(socket: &SocketRef<A>, io: SocketIo<A>, expires: SystemTime) {
-    let gone = CancellationToken::new();
-    let on_gone = gone.clone();
-    socket.on_disconnect(move || async move { on_gone.cancel() });
-    let sid = socket.id;
-    let left = expires
-        .duration_since(SystemTime::now())
-        .unwrap_or_default();
-    tokio::spawn(async move {
-        tokio::select! {
-            () = gone.cancelled() => {}
-            () = tokio::time::sleep(left) => {
-                if let Some(socket) = io.get_socket(sid) {
-                    tracing::info!(%sid, "token expired: disconnecting");
-                    let _ = socket.emit(
-                        AUTH_EXPIRED_EVENT,
-                        &json!({"message": "the token expired; reconnect with a new one"}),
-                    );
-                    let _ = socket.disconnect();
-                }
-            }
-        }
-    });
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Sends the ack for `event` and counts refusals.
-fn reply<A: Adapter, T: Serialize>(
-    ack: AckSender<A>,
-    metrics: &Metrics,
-    event: &str,
-    result: Result<T, ChatError>,
-) {
-    if let Err(error) = &result {
-        metrics
-            .events_rejected_total
-            .with_label_values(&[event, error.code.as_str()])
-            .inc();
+    #[test]
+    fn names_are_unique_and_fit_the_fuzz_input_format() {
+        let names = names();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        // The fuzz input's first line names its event.
+        assert!(
+            names
+                .iter()
+                .all(|name| !name.is_empty() && !name.contains('\n'))
+        );
     }
-    // The client may have sent the event without asking for an ack: nothing to do then.
-    let _ = ack.send(&Ack::from(result));
 }

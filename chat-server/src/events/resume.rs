@@ -13,16 +13,30 @@ use socketioxide::{
     extract::{AckSender, SocketRef, State, TryData},
 };
 
-use super::{admit::Admitted, in_order::InOrder, join, validate};
+use super::{admit::Admitted, client_event::ClientEvent, in_order::InOrder, join, validate};
 use crate::{
     auth::Session,
     protocol::{ChatError, ResumeRequest},
     state::AppState,
 };
 
-const EVENT: &str = "resume";
+/// The `resume` event.
+pub struct Resume;
 
-pub async fn handle<A: Adapter>(
+impl ClientEvent for Resume {
+    const NAME: &'static str = "resume";
+    type Request = ResumeRequest;
+
+    fn validate<E: std::fmt::Display>(data: Result<Value, E>) -> Result<ResumeRequest, ChatError> {
+        validate::resume(data)
+    }
+
+    fn register<A: Adapter>(self, socket: &SocketRef<A>) {
+        socket.on(Self::NAME, handle::<A>);
+    }
+}
+
+async fn handle<A: Adapter>(
     socket: SocketRef<A>,
     State(state): State<AppState>,
     TryData(data): TryData<Value>,
@@ -32,7 +46,7 @@ pub async fn handle<A: Adapter>(
 ) {
     let work = async |session: &Session| resume(&socket, &state, session, data).await;
     admitted
-        .run(&socket, &state.metrics, EVENT, ack, in_order, work)
+        .run(&socket, &state.metrics, Resume::NAME, ack, in_order, work)
         .await;
 }
 

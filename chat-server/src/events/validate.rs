@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use socketioxide::{adapter::Adapter, extract::SocketRef};
 
+use super::client_event::{ClientEvent, ForEachEvent};
 use crate::protocol::{
     AiQueryRequest, ChatError, ErrorCode, JoinRequest, LeaveRequest, MessageRequest, ResumeRequest,
 };
@@ -54,17 +55,29 @@ pub fn resume<E: std::fmt::Display>(data: Result<Value, E>) -> Result<ResumeRequ
 
 /// The decoding and checks of `event` on a raw payload, as its handler runs
 /// them before touching anything (for the fuzzer and its regression corpus).
-/// The payload is JSON text, as a Socket.IO packet carries it.
+/// The payload is JSON text, as a Socket.IO packet carries it. An event that
+/// is not in the table passes: the server ignores it.
 pub fn check_event(event: &str, payload: &[u8]) -> Result<(), ChatError> {
-    let data = serde_json::from_slice::<Value>(payload).map_err(|e| e.to_string());
-    match event {
-        "join" => join(data).map(drop),
-        "leave" => leave(data).map(drop),
-        "message" => message(data).map(drop),
-        "ai-query" => ai_query(data).map(drop),
-        "resume" => resume(data).map(drop),
-        _ => Ok(()),
+    struct Check<'a> {
+        event: &'a str,
+        payload: &'a [u8],
+        outcome: Result<(), ChatError>,
     }
+    impl ForEachEvent for Check<'_> {
+        fn event<E: ClientEvent>(&mut self, _: E) {
+            if E::NAME == self.event {
+                let data = serde_json::from_slice::<Value>(self.payload).map_err(|e| e.to_string());
+                self.outcome = E::validate(data).map(drop);
+            }
+        }
+    }
+    let mut check = Check {
+        event,
+        payload,
+        outcome: Ok(()),
+    };
+    super::each(&mut check);
+    check.outcome
 }
 
 /// The payload, which must be a JSON object, decoded into the event's type;
@@ -168,6 +181,18 @@ mod tests {
             code("ai-query", br#"{"room":"a b","prompt":"x"}"#),
             ErrorCode::InvalidRoom
         );
+    }
+
+    #[test]
+    fn every_event_of_the_table_checks_its_payload() {
+        for event in crate::events::names() {
+            for bad in [&b"null"[..], b"[]", b"not json", b"{}"] {
+                let refused = check_event(event, bad).map_err(|e| e.code);
+                assert_eq!(refused, Err(ErrorCode::BadRequest), "{event} {bad:?}");
+            }
+        }
+        // The server ignores an event it has no handler for.
+        assert!(check_event("no-such-event", b"not json").is_ok());
     }
 
     #[test]
