@@ -35,6 +35,12 @@ fn verifier() -> &'static Verifier {
     })
 }
 
+/// The names of the client events the server handles, for the corpus check
+/// that each one has an input.
+pub fn event_names() -> Vec<&'static str> {
+    crate::events::names()
+}
+
 /// The event an input names and its payload (see the module doc).
 pub fn split_input(data: &[u8]) -> (Cow<'_, str>, &[u8]) {
     match data.iter().position(|&byte| byte == b'\n') {

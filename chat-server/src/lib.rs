@@ -3,20 +3,20 @@
 //! batched chunks, Prometheus metrics on a separate admin port.
 
 pub mod adapter;
-pub mod admin;
-pub mod ai;
+mod admin;
+mod ai;
 pub mod answers;
 pub mod auth;
-pub mod client_addr;
+mod client_addr;
 pub mod config;
-pub mod events;
+mod events;
 pub mod fuzzing;
-pub mod limits;
-pub mod origin;
+mod limits;
+mod origin;
 pub mod protocol;
-pub mod publish;
-pub mod secret;
+mod publish;
+mod secret;
 pub mod server;
-pub mod state;
+mod state;
 pub mod store;
-pub mod web;
+mod web;

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use chat_server::fuzzing::{one_input, split_input};
+use chat_server::fuzzing::{event_names, one_input, split_input};
 
 fn corpus() -> (PathBuf, Vec<(PathBuf, Vec<u8>)>) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/events");
@@ -43,7 +43,7 @@ fn the_corpus_names_every_client_event() {
         .iter()
         .map(|(_, data)| split_input(data).0.into_owned())
         .collect();
-    for event in chat_server::events::names() {
+    for event in event_names() {
         assert!(
             named.iter().any(|name| name == event),
             "no input in {} names `{event}`: add one, `{event}` on its first line and a valid payload after it",
