@@ -46,31 +46,27 @@ const fn count(env: &'static str, min: u32, max: u32, default: u32) -> Count {
     }
 }
 
-pub const EVENTS_PER_SEC: Count = count(env::EVENTS_PER_SEC, 0, 1_000_000, 200);
-pub const EVENTS_BURST: Count = count(env::EVENTS_BURST, 0, 1_000_000, 400);
-pub const USER_EVENTS_PER_SEC: Count = count(env::USER_EVENTS_PER_SEC, 0, 1_000_000, 400);
-pub const FLOOD_DISCONNECT_AFTER: Count = count(env::FLOOD_DISCONNECT_AFTER, 0, 1_000_000, 100);
-pub const CONNECTIONS_PER_MINUTE_PER_IP: Count =
-    count(env::CONNECTIONS_PER_MINUTE_PER_IP, 0, 1_000_000, 0);
-pub const MAX_AI_ANSWERS_PER_USER: Count = count(env::MAX_AI_ANSWERS_PER_USER, 1, 100_000, 4);
-pub const MAX_AI_ANSWERS_PER_ROOM: Count = count(env::MAX_AI_ANSWERS_PER_ROOM, 1, 100_000, 8);
-pub const MAX_ROOMS_PER_SOCKET: Count = count(env::MAX_ROOMS_PER_SOCKET, 1, 100_000, 32);
-pub const ANTHROPIC_MAX_TOKENS: Count = count(env::ANTHROPIC_MAX_TOKENS, 1, 128_000, 1024);
-pub const DRAIN_RATE: Count = count(env::DRAIN_RATE, 1, 1_000_000, 500);
+macro_rules! counts {
+    ($($name:ident = ($min:expr, $max:expr, default $default:expr);)*) => {
+        $(pub const $name: Count = count(env::$name, $min, $max, $default);)*
+        /// Every [`Count`] above (chat-server's config tests walk it).
+        pub const COUNTS: &[Count] = &[$($name),*];
+    };
+}
 
-/// Every [`Count`] above.
-pub const COUNTS: &[Count] = &[
-    EVENTS_PER_SEC,
-    EVENTS_BURST,
-    USER_EVENTS_PER_SEC,
-    FLOOD_DISCONNECT_AFTER,
-    CONNECTIONS_PER_MINUTE_PER_IP,
-    MAX_AI_ANSWERS_PER_USER,
-    MAX_AI_ANSWERS_PER_ROOM,
-    MAX_ROOMS_PER_SOCKET,
-    ANTHROPIC_MAX_TOKENS,
-    DRAIN_RATE,
-];
+// Each count's variable is the `env` constant of the same name.
+counts! {
+    EVENTS_PER_SEC = (0, 1_000_000, default 200);
+    EVENTS_BURST = (0, 1_000_000, default 400);
+    USER_EVENTS_PER_SEC = (0, 1_000_000, default 400);
+    FLOOD_DISCONNECT_AFTER = (0, 1_000_000, default 100);
+    CONNECTIONS_PER_MINUTE_PER_IP = (0, 1_000_000, default 0);
+    MAX_AI_ANSWERS_PER_USER = (1, 100_000, default 4);
+    MAX_AI_ANSWERS_PER_ROOM = (1, 100_000, default 8);
+    MAX_ROOMS_PER_SOCKET = (1, 100_000, default 32);
+    ANTHROPIC_MAX_TOKENS = (1, 128_000, default 1024);
+    DRAIN_RATE = (1, 1_000_000, default 500);
+}
 
 /// Seconds a drain may take (`CHAT_DRAIN_TIMEOUT`). chat-server takes any
 /// duration (`300s`, `5m`); a ChatCluster gives whole seconds in this range.
