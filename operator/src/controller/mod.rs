@@ -4,11 +4,13 @@
 //! act (server-side apply, status subresource, Events).
 
 mod apply;
+mod error;
 mod reconcile;
 pub mod secrets;
 mod status;
 
 pub use apply::{APPLIED_KINDS, FIELD_MANAGER, apply_status};
+pub use error::Error;
 pub use reconcile::{Context, reconcile};
 
 use std::{sync::Arc, time::Duration};
@@ -102,11 +104,11 @@ pub async fn run_in(
         .await;
 }
 
-fn error_policy(cc: Arc<ChatCluster>, error: &reconcile::Error, context: Arc<Context>) -> Action {
-    context.metrics.failures.inc();
+fn error_policy(cc: Arc<ChatCluster>, error: &Error, context: Arc<Context>) -> Action {
+    context.metrics.failed(error);
     let failures = context.failed(&cc);
     let delay = backoff(failures);
-    tracing::warn!(%error, failures, ?delay, "reconcile failed; will retry");
+    tracing::warn!(%error, error.kind = error.metric_label(), failures, ?delay, "reconcile failed; will retry");
     Action::requeue(delay)
 }
 

@@ -12,9 +12,10 @@ use kube::{
         events::{Event, EventType, Recorder, Reporter},
     },
 };
-use prometheus::IntCounter;
+use prometheus::{IntCounter, IntCounterVec, Opts};
 
 use super::{
+    Error,
     apply::{self, FIELD_MANAGER},
     secrets,
     status::{self, Observed},
@@ -27,31 +28,50 @@ use crate::{
 /// Look again this often even when nothing changes.
 const RESYNC: Duration = Duration::from_secs(300);
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Error(String);
-
-impl From<anyhow::Error> for Error {
-    fn from(error: anyhow::Error) -> Self {
-        Self(format!("{error:#}"))
-    }
-}
-
-impl From<kube::Error> for Error {
-    fn from(error: kube::Error) -> Self {
-        Self(error.to_string())
-    }
-}
-
 pub struct Metrics {
     pub reconciles: IntCounter,
-    pub failures: IntCounter,
+    /// Failed reconciles, by what failed (`error`: [`Error::metric_label`]).
+    pub failures: IntCounterVec,
 }
 
 impl Metrics {
+    /// The counters, unregistered. The failure counter has a zero series per
+    /// label, so its rates exist before the first failure.
+    pub fn new() -> Self {
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "chatscale_operator_reconcile_failures_total",
+                "Reconciles that failed, by what failed",
+            ),
+            &["error"],
+        )
+        .unwrap();
+        for label in Error::METRIC_LABELS {
+            failures.with_label_values(&[label]);
+        }
+        Self {
+            reconciles: IntCounter::new("chatscale_operator_reconciles_total", "Reconciles run")
+                .unwrap(),
+            failures,
+        }
+    }
+
+    /// Counts a failed reconcile under its label.
+    pub fn failed(&self, error: &Error) {
+        self.failures
+            .with_label_values(&[error.metric_label()])
+            .inc();
+    }
+
     pub fn register(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
         registry.register(Box::new(self.reconciles.clone()))?;
         registry.register(Box::new(self.failures.clone()))
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -73,18 +93,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             failures: Default::default(),
             client,
-            metrics: Metrics {
-                reconciles: IntCounter::new(
-                    "chatscale_operator_reconciles_total",
-                    "Reconciles run",
-                )
-                .unwrap(),
-                failures: IntCounter::new(
-                    "chatscale_operator_reconcile_failures_total",
-                    "Reconciles that failed",
-                )
-                .unwrap(),
-            },
+            metrics: Metrics::new(),
         }
     }
 
@@ -133,21 +142,25 @@ pub async fn reconcile(cc: Arc<ChatCluster>, context: Arc<Context>) -> Result<Ac
         return Ok(Action::await_change());
     }
 
-    let generated = secrets::generated(client, &cc).await?;
-    let objects = resources::desired(&cc, &generated).map_err(|e| Error(e.to_string()))?;
+    let generated = secrets::generated(client, &cc)
+        .await
+        .map_err(Error::ReadSecrets)?;
+    let objects = resources::desired(&cc, &generated).map_err(Error::Build)?;
     let first = deployment(client, &cc).await?.is_none();
     for object in &objects {
-        if let Err(error) = apply::apply(client, object).await {
-            let what = format!(
-                "{}/{}",
-                object.types.as_ref().map_or("?", |t| t.kind.as_str()),
-                object.name_any()
-            );
-            let note = format!("applying {what} failed: {error:#}");
+        if let Err(source) = apply::apply(client, object).await {
+            let error = Error::Apply {
+                object: format!(
+                    "{}/{}",
+                    object.types.as_ref().map_or("?", |t| t.kind.as_str()),
+                    object.name_any()
+                ),
+                source,
+            };
             context
-                .event(&cc, EventType::Warning, "ApplyFailed", note)
+                .event(&cc, EventType::Warning, "ApplyFailed", error.to_string())
                 .await;
-            return Err(error.into());
+            return Err(error);
         }
     }
     if first {
@@ -167,7 +180,10 @@ fn key(cc: &ChatCluster) -> String {
 async fn deployment(client: &Client, cc: &ChatCluster) -> Result<Option<Deployment>, Error> {
     let namespace = names::namespace(cc);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
-    Ok(deployments.get_opt(&names::chat(cc)).await?)
+    deployments
+        .get_opt(&names::chat(cc))
+        .await
+        .map_err(Error::ReadDeployment)
 }
 
 async fn write_status(
@@ -176,5 +192,46 @@ async fn write_status(
     observed: Observed<'_>,
 ) -> Result<(), Error> {
     let status = status::status(cc, observed, Timestamp::now());
-    Ok(apply::apply_status(client, cc, FIELD_MANAGER, status).await?)
+    apply::apply_status(client, cc, FIELD_MANAGER, status)
+        .await
+        .map_err(Error::WriteStatus)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::{Encoder, TextEncoder};
+
+    fn exposition(registry: &prometheus::Registry) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&registry.gather(), &mut out)
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn failures_are_counted_by_what_failed() {
+        let registry = prometheus::Registry::new();
+        let metrics = Metrics::new();
+        metrics.register(&registry).unwrap();
+        let before = exposition(&registry);
+        assert!(
+            before.contains("chatscale_operator_reconcile_failures_total{error=\"apply\"} 0"),
+            "{before}"
+        );
+        metrics.failed(&Error::Apply {
+            object: "Deployment/team-chat".into(),
+            source: anyhow::anyhow!("forbidden"),
+        });
+        let after = exposition(&registry);
+        assert!(
+            after.contains("chatscale_operator_reconcile_failures_total{error=\"apply\"} 1"),
+            "{after}"
+        );
+        assert!(
+            after.contains("chatscale_operator_reconcile_failures_total{error=\"write_status\"} 0"),
+            "{after}"
+        );
+    }
 }

@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// The stored values, or fresh random ones where a Secret or key is missing.
-pub async fn generated(client: &Client, cc: &ChatCluster) -> anyhow::Result<Generated> {
+pub async fn generated(client: &Client, cc: &ChatCluster) -> Result<Generated, kube::Error> {
     let namespace = names::namespace(cc);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     Ok(Generated {
@@ -21,7 +21,11 @@ pub async fn generated(client: &Client, cc: &ChatCluster) -> anyhow::Result<Gene
     })
 }
 
-async fn stored_or_new(secrets: &Api<Secret>, name: &str, key: &str) -> anyhow::Result<String> {
+async fn stored_or_new(
+    secrets: &Api<Secret>,
+    name: &str,
+    key: &str,
+) -> Result<String, kube::Error> {
     Ok(read(secrets, name, key)
         .await?
         .unwrap_or_else(random_secret))
