@@ -30,6 +30,7 @@ use chatscale_operator::{
         control::{Autoscaler, Cluster, Metrics},
         drain::{DrainApi, HttpDrainApi, Workload},
     },
+    controller::Reason,
 };
 use chatscale_tests::{
     ChatServer, RedisServer, RedisTraffic, chat_server_bin, fleet::Fleet, free_port, wait_until,
@@ -133,7 +134,7 @@ struct LocalCluster {
     pods: Arc<Pods>,
     /// Where Redis ops/s are read (`INFO stats`), when the test scales on them.
     redis_url: Option<String>,
-    events: Mutex<Vec<(Duration, String)>>,
+    events: Mutex<Vec<(Duration, Reason)>>,
     /// Every status the autoscaler wrote, in order.
     statuses: Mutex<Vec<Value>>,
     started: Instant,
@@ -175,12 +176,12 @@ impl LocalCluster {
         })
     }
 
-    fn events(&self) -> Vec<String> {
+    fn events(&self) -> Vec<Reason> {
         self.events
             .lock()
             .unwrap()
             .iter()
-            .map(|(_, r)| r.clone())
+            .map(|(_, r)| *r)
             .collect()
     }
 }
@@ -218,10 +219,10 @@ impl Cluster for LocalCluster {
         Arc::new(HttpDrainApi::new(TOKEN.into()))
     }
 
-    async fn event(&self, reason: &str, note: String) {
+    async fn event(&self, reason: Reason, note: String) {
         let at = self.started.elapsed();
         eprintln!("[{:>6.2} s] {reason}: {note}", at.as_secs_f64());
-        self.events.lock().unwrap().push((at, reason.to_owned()));
+        self.events.lock().unwrap().push((at, reason));
     }
 
     async fn status(&self, status: Value) -> anyhow::Result<()> {
@@ -333,7 +334,7 @@ async fn ramps_up_to_three_servers_and_drains_back_to_one_losing_nothing() -> an
     .await?;
     assert_eq!(pods.live().await, 3, "no scale-down on missing metrics");
     assert!(metrics.scrape_failures.get() >= failures + 4);
-    assert!(!cluster.events().contains(&"DrainStarted".to_owned()));
+    assert!(!cluster.events().contains(&Reason::DrainStarted));
     signal("CONT", hung).await?;
     let recovered = Instant::now();
 
@@ -343,7 +344,7 @@ async fn ramps_up_to_three_servers_and_drains_back_to_one_losing_nothing() -> an
     .await?;
     // The drain reports its outcome as it ends, just after stopping the pods.
     wait_until("ScaledDown", Duration::from_secs(10), || async {
-        cluster.events().contains(&"ScaledDown".to_owned())
+        cluster.events().contains(&Reason::ScaledDown)
     })
     .await?;
     let (scale_down, after_recovery) = (drop.elapsed(), recovered.elapsed());
@@ -365,11 +366,13 @@ async fn ramps_up_to_three_servers_and_drains_back_to_one_losing_nothing() -> an
         "only marked pods went: {removed:?}"
     );
     let events = cluster.events();
-    for reason in ["ScaledUp", "DrainStarted", "DrainCompleted", "ScaledDown"] {
-        assert!(
-            events.contains(&reason.to_owned()),
-            "{reason} in {events:?}"
-        );
+    for reason in [
+        Reason::ScaledUp,
+        Reason::DrainStarted,
+        Reason::DrainCompleted,
+        Reason::ScaledDown,
+    ] {
+        assert!(events.contains(&reason), "{reason} in {events:?}");
     }
     // Status is written whole every time (server-side apply drops the fields
     // its manager leaves out): once set, lastScaleTime stays in every write.
@@ -456,15 +459,17 @@ async fn redis_throughput_alone_scales_up_and_back_down() -> anyhow::Result<()> 
     .await?;
     eprintln!("back to 1 server {down:?} after the traffic stopped");
     wait_until("ScaledDown", Duration::from_secs(10), || async {
-        cluster.events().contains(&"ScaledDown".to_owned())
+        cluster.events().contains(&Reason::ScaledDown)
     })
     .await?;
     let events = cluster.events();
-    for reason in ["ScaledUp", "DrainStarted", "DrainCompleted", "ScaledDown"] {
-        assert!(
-            events.contains(&reason.to_owned()),
-            "{reason} in {events:?}"
-        );
+    for reason in [
+        Reason::ScaledUp,
+        Reason::DrainStarted,
+        Reason::DrainCompleted,
+        Reason::ScaledDown,
+    ] {
+        assert!(events.contains(&reason), "{reason} in {events:?}");
     }
     let removed = pods.removed.lock().unwrap().clone();
     assert!(

@@ -26,6 +26,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use chatscale_operator::controller::Reason;
 use chatscale_tests::{
     cluster::{event_reasons, hosts, running::RunningCluster},
     fleet::Fleet,
@@ -254,9 +255,14 @@ async fn scale_up_drain_aware_scale_down_and_a_rolling_deploy_lose_nothing() -> 
     assert!(report["answers"].as_u64().unwrap_or(0) > 0, "{report}");
     assert_eq!(report["clients"], 15, "{report}");
     let reasons = event_reasons(client, NS, CLUSTER).await;
-    for reason in ["ScaledUp", "DrainStarted", "DrainCompleted", "ScaledDown"] {
+    for reason in [
+        Reason::ScaledUp,
+        Reason::DrainStarted,
+        Reason::DrainCompleted,
+        Reason::ScaledDown,
+    ] {
         assert!(
-            reasons.iter().any(|r| r == reason),
+            reasons.iter().any(|r| r == reason.as_str()),
             "no {reason} Event: {reasons:?}"
         );
     }

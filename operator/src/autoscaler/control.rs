@@ -26,7 +26,7 @@ use super::{
     decide::{Decision, History, decide},
     drain::{self, DrainApi, Outcome, Workload},
 };
-use crate::api::AutoscalingSpec;
+use crate::{api::AutoscalingSpec, controller::Reason};
 
 /// Pods scraped at once, and the time one scrape may take.
 const SCRAPES_IN_FLIGHT: usize = 16;
@@ -47,8 +47,8 @@ pub trait Cluster: Send + Sync {
     fn workload(&self) -> Arc<dyn Workload>;
     /// The pods' drain API, with the cluster's admin token.
     async fn drains(&self) -> Arc<dyn DrainApi>;
-    /// Records an Event (`ScaledUp`, `DrainStarted`, ...).
-    async fn event(&self, reason: &str, note: String);
+    /// Records an Event.
+    async fn event(&self, reason: Reason, note: String);
     /// Writes the autoscaler's status fields (a partial ChatCluster status).
     async fn status(&self, status: serde_json::Value) -> anyhow::Result<()>;
 }
@@ -170,7 +170,7 @@ impl Autoscaler {
         let mut done = decision.clone();
         if decision.desired > current {
             if let Some(running) = self.drain.take() {
-                // The drain reports `DrainCancelled` and clears `drainingPods`.
+                // The drain reports `Reason::DrainCancelled` and clears `drainingPods`.
                 running.cancel.store(true, Ordering::SeqCst);
                 let _ = running.task.await;
                 status["drainingPods"] = json!([]);
@@ -178,7 +178,7 @@ impl Autoscaler {
             cluster.workload().set_replicas(decision.desired).await?;
             cluster
                 .event(
-                    "ScaledUp",
+                    Reason::ScaledUp,
                     format!("{current} -> {}: {}", decision.desired, decision.reason),
                 )
                 .await;
@@ -194,7 +194,7 @@ impl Autoscaler {
             status["drainingPods"] = json!(pods);
             cluster
                 .event(
-                    "DrainStarted",
+                    Reason::DrainStarted,
                     format!("draining {pods:?} before scaling to {}", decision.desired),
                 )
                 .await;
@@ -247,14 +247,14 @@ async fn report(
     match outcome {
         Ok(outcome) => {
             let event = match outcome {
-                Outcome::Completed => "DrainCompleted",
-                Outcome::TimedOut => "DrainTimedOut",
-                Outcome::Cancelled => "DrainCancelled",
+                Outcome::Completed => Reason::DrainCompleted,
+                Outcome::TimedOut => Reason::DrainTimedOut,
+                Outcome::Cancelled => Reason::DrainCancelled,
             };
             cluster.event(event, format!("{note}: {pods:?}")).await;
             if outcome != Outcome::Cancelled {
                 cluster
-                    .event("ScaledDown", format!("{note}: {reason}"))
+                    .event(Reason::ScaledDown, format!("{note}: {reason}"))
                     .await;
                 status["lastScaleTime"] = json!(Time(Timestamp::now()));
                 status["lastScaleReason"] = json!(reason);
@@ -262,7 +262,7 @@ async fn report(
         }
         Err(error) => {
             cluster
-                .event("DrainFailed", format!("{note}: {error:#}"))
+                .event(Reason::DrainFailed, format!("{note}: {error:#}"))
                 .await;
         }
     }

@@ -13,9 +13,9 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use kube::{
-    Api, Client, Resource, ResourceExt,
+    Api, Client, ResourceExt,
     api::{ListParams, Patch, PatchParams},
-    runtime::events::{Event, EventType, Recorder, Reporter},
+    runtime::events::{Recorder, Reporter},
 };
 use serde_json::json;
 
@@ -28,7 +28,11 @@ use super::{
 };
 use crate::{
     api::ChatCluster,
-    controller::{apply_status, secrets},
+    controller::{
+        apply_status,
+        events::{self, Reason},
+        secrets,
+    },
     resources::names,
 };
 
@@ -157,25 +161,8 @@ impl Cluster for KubeCluster {
         Arc::new(HttpDrainApi::new(token))
     }
 
-    async fn event(&self, reason: &str, note: String) {
-        let type_ = match reason {
-            "DrainTimedOut" | "DrainFailed" => EventType::Warning,
-            _ => EventType::Normal,
-        };
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "Scale".into(),
-            secondary: None,
-        };
-        if let Err(error) = self
-            .recorder
-            .publish(&event, &self.cc.object_ref(&()))
-            .await
-        {
-            tracing::debug!(%error, "an Event could not be recorded");
-        }
+    async fn event(&self, reason: Reason, note: String) {
+        events::publish(&self.recorder, &self.cc, reason, note).await;
     }
 
     async fn status(&self, status: serde_json::Value) -> anyhow::Result<()> {

@@ -5,12 +5,14 @@
 
 mod apply;
 mod error;
+pub mod events;
 mod reconcile;
 pub mod secrets;
 mod status;
 
 pub use apply::{APPLIED_KINDS, FIELD_MANAGER, apply_status};
 pub use error::Error;
+pub use events::Reason;
 pub use reconcile::{Context, reconcile};
 
 use std::{sync::Arc, time::Duration};

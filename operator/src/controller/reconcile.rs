@@ -6,10 +6,10 @@ use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::{api::apps::v1::Deployment, jiff::Timestamp};
 use kube::{
-    Api, Client, Resource, ResourceExt,
+    Api, Client, ResourceExt,
     runtime::{
         controller::Action,
-        events::{Event, EventType, Recorder, Reporter},
+        events::{Recorder, Reporter},
     },
 };
 use prometheus::{IntCounter, IntCounterVec, Opts};
@@ -17,6 +17,7 @@ use prometheus::{IntCounter, IntCounterVec, Opts};
 use super::{
     Error,
     apply::{self, FIELD_MANAGER},
+    events::{self, Reason},
     secrets,
     status::{self, Observed},
 };
@@ -112,17 +113,8 @@ impl Context {
             .remove(&key(cc));
     }
 
-    async fn event(&self, cc: &ChatCluster, type_: EventType, reason: &str, note: String) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, &cc.object_ref(&())).await {
-            tracing::debug!(%error, "an Event could not be recorded");
-        }
+    async fn event(&self, cc: &ChatCluster, reason: Reason, note: String) {
+        events::publish(&self.recorder, cc, reason, note).await;
     }
 }
 
@@ -136,7 +128,7 @@ pub async fn reconcile(cc: Arc<ChatCluster>, context: Arc<Context>) -> Result<Ac
             .map_err(|e| e.to_string())
     }) {
         context
-            .event(&cc, EventType::Warning, "InvalidSpec", invalid.clone())
+            .event(&cc, Reason::InvalidSpec, invalid.clone())
             .await;
         write_status(client, &cc, Observed::Invalid(&invalid)).await?;
         return Ok(Action::await_change());
@@ -158,14 +150,14 @@ pub async fn reconcile(cc: Arc<ChatCluster>, context: Arc<Context>) -> Result<Ac
                 source,
             };
             context
-                .event(&cc, EventType::Warning, "ApplyFailed", error.to_string())
+                .event(&cc, Reason::ApplyFailed, error.to_string())
                 .await;
             return Err(error);
         }
     }
     if first {
         let note = format!("created {} objects", objects.len());
-        context.event(&cc, EventType::Normal, "Created", note).await;
+        context.event(&cc, Reason::Created, note).await;
     }
     let current = deployment(client, &cc).await?;
     write_status(client, &cc, Observed::Applied(current.as_ref())).await?;

@@ -18,6 +18,7 @@ use chatscale_operator::{
         decide::Decision,
         run::{Autoscaler, Metrics, step},
     },
+    controller::Reason,
 };
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
@@ -234,7 +235,7 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
     let up = tick(&kube, &recorder, &metrics, &mut autoscaler, 1000).await?;
     assert_eq!(up.desired, 4, "{}", up.reason);
     assert_eq!(cluster(&kube).await.spec.replicas, 4);
-    assert!(events(&kube).await.contains(&"ScaledUp".to_owned()));
+    assert!(events(&kube).await.contains(&Reason::ScaledUp.to_string()));
     let status = status_of(&kube).await;
     assert_eq!(
         (
@@ -272,9 +273,13 @@ async fn scales_up_at_once_and_down_only_through_a_drain() -> anyhow::Result<()>
     );
     assert_eq!(cost(&kube, "chat-a").await, serde_json::Value::Null);
     let reasons = events(&kube).await;
-    for reason in ["DrainStarted", "DrainCompleted", "ScaledDown"] {
+    for reason in [
+        Reason::DrainStarted,
+        Reason::DrainCompleted,
+        Reason::ScaledDown,
+    ] {
         assert!(
-            reasons.contains(&reason.to_owned()),
+            reasons.contains(&reason.to_string()),
             "{reason} in {reasons:?}"
         );
     }
@@ -348,13 +353,20 @@ async fn a_scale_up_during_a_drain_cancels_it() -> anyhow::Result<()> {
     );
     assert_eq!(cluster(&kube).await.spec.replicas, 4);
     let reasons = events(&kube).await;
-    for reason in ["DrainStarted", "DrainCancelled", "ScaledUp"] {
+    for reason in [
+        Reason::DrainStarted,
+        Reason::DrainCancelled,
+        Reason::ScaledUp,
+    ] {
         assert!(
-            reasons.contains(&reason.to_owned()),
+            reasons.contains(&reason.to_string()),
             "{reason} in {reasons:?}"
         );
     }
-    assert!(!reasons.contains(&"ScaledDown".to_owned()), "{reasons:?}");
+    assert!(
+        !reasons.contains(&Reason::ScaledDown.to_string()),
+        "{reasons:?}"
+    );
     let status = status_of(&kube).await;
     assert_eq!(status["drainingPods"], json!([]));
     Ok(())

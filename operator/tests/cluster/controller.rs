@@ -7,7 +7,10 @@
 //! generated secrets nowhere but in their Secrets; the Gateway path's
 //! HTTPRoute accepted by the real Gateway API CRD.
 
-use chatscale_operator::{api::ChatCluster, controller::FIELD_MANAGER};
+use chatscale_operator::{
+    api::ChatCluster,
+    controller::{FIELD_MANAGER, Reason},
+};
 use k8s_openapi::{
     ByteString,
     api::{
@@ -235,7 +238,7 @@ async fn the_controller_builds_keeps_and_reports_a_chat_cluster() -> anyhow::Res
     assert!(
         event_reasons(&client, ns, "team-chat")
             .await
-            .contains(&"Created".to_owned()),
+            .contains(&Reason::Created.to_string()),
         "a Created Event"
     );
 
@@ -364,11 +367,10 @@ async fn the_controller_builds_keeps_and_reports_a_chat_cluster() -> anyhow::Res
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
     let warnings = events.list(&Default::default()).await?;
     assert!(
-        warnings
-            .items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("InvalidSpec")
-                && e.type_.as_deref() == Some("Warning")),
+        warnings.items.iter().any(
+            |e| e.reason.as_deref() == Some(Reason::InvalidSpec.as_str())
+                && e.type_.as_deref() == Some("Warning")
+        ),
         "a Warning Event explains it"
     );
 

@@ -5,7 +5,7 @@
 //! (a Role) is confined to its namespace, and ChatClusters elsewhere are not
 //! touched.
 
-use chatscale_operator::api::ChatCluster;
+use chatscale_operator::{api::ChatCluster, controller::Reason};
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Node};
 use kube::{Api, api::DeleteParams};
 
@@ -56,7 +56,7 @@ async fn the_operator_reconciles_every_example_under_the_charts_cluster_role() -
         .await?;
         let reasons = event_reasons(&admin, ns, name).await;
         assert!(
-            !reasons.iter().any(|r| r == "ApplyFailed"),
+            !reasons.iter().any(|r| r == Reason::ApplyFailed.as_str()),
             "{name}: {reasons:?}"
         );
     }

@@ -1,0 +1,164 @@
+//! The Events the operator records on a ChatCluster, in one place: every
+//! reason (the controller's and the autoscaler's), whether it is a warning,
+//! and the one way they are published. Tests and docs match these names.
+
+use std::{fmt, str::FromStr};
+
+use kube::{
+    Resource,
+    runtime::events::{Event, EventType, Recorder},
+};
+
+use crate::api::ChatCluster;
+
+/// Why an Event was recorded (its `reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The first reconcile applied the cluster's objects.
+    Created,
+    /// The spec cannot be built (the cluster is Degraded until it is fixed).
+    InvalidSpec,
+    /// The API server refused an object.
+    ApplyFailed,
+    /// The autoscaler raised `spec.replicas`.
+    ScaledUp,
+    /// The autoscaler lowered `spec.replicas` after a drain.
+    ScaledDown,
+    /// Pods chosen for a scale-down started draining.
+    DrainStarted,
+    /// Every drained pod reported `drained`.
+    DrainCompleted,
+    /// The drain timeout ran out; replicas were lowered anyway.
+    DrainTimedOut,
+    /// A scale-up cancelled the drain.
+    DrainCancelled,
+    /// The drain could not be run.
+    DrainFailed,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 10] = [
+        Reason::Created,
+        Reason::InvalidSpec,
+        Reason::ApplyFailed,
+        Reason::ScaledUp,
+        Reason::ScaledDown,
+        Reason::DrainStarted,
+        Reason::DrainCompleted,
+        Reason::DrainTimedOut,
+        Reason::DrainCancelled,
+        Reason::DrainFailed,
+    ];
+
+    /// The Event's `reason` as Kubernetes shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Created => "Created",
+            Reason::InvalidSpec => "InvalidSpec",
+            Reason::ApplyFailed => "ApplyFailed",
+            Reason::ScaledUp => "ScaledUp",
+            Reason::ScaledDown => "ScaledDown",
+            Reason::DrainStarted => "DrainStarted",
+            Reason::DrainCompleted => "DrainCompleted",
+            Reason::DrainTimedOut => "DrainTimedOut",
+            Reason::DrainCancelled => "DrainCancelled",
+            Reason::DrainFailed => "DrainFailed",
+        }
+    }
+
+    /// `Warning` for what needs a look, `Normal` otherwise.
+    pub fn event_type(self) -> EventType {
+        match self {
+            Reason::InvalidSpec
+            | Reason::ApplyFailed
+            | Reason::DrainTimedOut
+            | Reason::DrainFailed => EventType::Warning,
+            Reason::Created
+            | Reason::ScaledUp
+            | Reason::ScaledDown
+            | Reason::DrainStarted
+            | Reason::DrainCompleted
+            | Reason::DrainCancelled => EventType::Normal,
+        }
+    }
+
+    /// The Event's `action`: what the operator was doing.
+    pub fn action(self) -> &'static str {
+        match self {
+            Reason::Created | Reason::InvalidSpec | Reason::ApplyFailed => "Reconcile",
+            Reason::ScaledUp
+            | Reason::ScaledDown
+            | Reason::DrainStarted
+            | Reason::DrainCompleted
+            | Reason::DrainTimedOut
+            | Reason::DrainCancelled
+            | Reason::DrainFailed => "Scale",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A reason the operator does not record.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not an Event reason of the operator: {0}")]
+pub struct UnknownReason(String);
+
+impl FromStr for Reason {
+    type Err = UnknownReason;
+
+    fn from_str(reason: &str) -> Result<Self, Self::Err> {
+        Reason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == reason)
+            .ok_or_else(|| UnknownReason(reason.to_owned()))
+    }
+}
+
+/// Records an Event on `cc`; a failure to record is logged, not returned.
+pub async fn publish(recorder: &Recorder, cc: &ChatCluster, reason: Reason, note: String) {
+    let event = Event {
+        type_: reason.event_type(),
+        reason: reason.as_str().into(),
+        note: Some(note),
+        action: reason.action().into(),
+        secondary: None,
+    };
+    if let Err(error) = recorder.publish(&event, &cc.object_ref(&())).await {
+        tracing::debug!(%error, "an Event could not be recorded");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_reads_back_from_its_name() {
+        for reason in Reason::ALL {
+            assert_eq!(reason.as_str().parse(), Ok(reason));
+        }
+        assert!("Scaled".parse::<Reason>().is_err());
+    }
+
+    #[test]
+    fn failures_and_timeouts_are_warnings() {
+        let warnings: Vec<Reason> = Reason::ALL
+            .into_iter()
+            .filter(|r| r.event_type() == EventType::Warning)
+            .collect();
+        assert_eq!(
+            warnings,
+            [
+                Reason::InvalidSpec,
+                Reason::ApplyFailed,
+                Reason::DrainTimedOut,
+                Reason::DrainFailed
+            ]
+        );
+    }
+}
