@@ -29,6 +29,7 @@ use chatscale_operator::{
         collect::{self, Target},
         control::{Autoscaler, Cluster, Metrics},
         drain::{DrainApi, HttpDrainApi, Workload},
+        status::AutoscalerStatus,
     },
     controller::Reason,
 };
@@ -225,8 +226,12 @@ impl Cluster for LocalCluster {
         self.events.lock().unwrap().push((at, reason));
     }
 
-    async fn status(&self, status: Value) -> anyhow::Result<()> {
-        self.statuses.lock().unwrap().push(status);
+    async fn status(&self, status: AutoscalerStatus) -> anyhow::Result<()> {
+        // As the API server would get it.
+        self.statuses
+            .lock()
+            .unwrap()
+            .push(serde_json::to_value(status)?);
         Ok(())
     }
 }

@@ -17,14 +17,13 @@ use std::{
 };
 
 use async_trait::async_trait;
-use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
-use serde_json::json;
 use tokio::task::JoinHandle;
 
 use super::{
     collect::{self, Scrape, Target},
     decide::{Decision, History, decide},
     drain::{self, DrainApi, Outcome, Workload},
+    status::{AutoscalerStatus, OwnedStatus},
 };
 use crate::{api::AutoscalingSpec, controller::Reason};
 
@@ -50,7 +49,7 @@ pub trait Cluster: Send + Sync {
     /// Records an Event.
     async fn event(&self, reason: Reason, note: String);
     /// Writes the autoscaler's status fields (a partial ChatCluster status).
-    async fn status(&self, status: serde_json::Value) -> anyhow::Result<()>;
+    async fn status(&self, status: AutoscalerStatus) -> anyhow::Result<()>;
 }
 
 /// Operator metrics of the autoscaler.
@@ -105,23 +104,39 @@ pub struct Autoscaler {
     status: OwnedStatus,
 }
 
-/// The status fields the autoscaler owns, always written whole: with
-/// server-side apply, a field its manager leaves out of an apply is removed.
-#[derive(Clone, Default)]
-struct OwnedStatus(Arc<std::sync::Mutex<serde_json::Map<String, serde_json::Value>>>);
+/// What one evaluation saw.
+struct Observation {
+    scrapes: Vec<Scrape>,
+    redis_ops: Option<f64>,
+    /// Replicas the cluster runs now.
+    current: i32,
+}
 
-impl OwnedStatus {
-    /// Merges `update` into the fields and writes them all.
-    async fn write(&self, cluster: &dyn Cluster, update: serde_json::Value) -> anyhow::Result<()> {
-        let whole = {
-            let mut fields = self.0.lock().expect("status lock");
-            if let serde_json::Value::Object(update) = update {
-                fields.extend(update);
-            }
-            serde_json::Value::Object(fields.clone())
-        };
-        cluster.status(whole).await
-    }
+/// What one evaluation does, decided from what it saw.
+#[derive(Debug, PartialEq)]
+struct Plan {
+    /// What the policy asked for (returned by [`Autoscaler::tick`]).
+    decision: Decision,
+    /// What is done, which goes into the history: a scale-down asked for
+    /// while one drains is the same scale-down, not a new one.
+    done: Decision,
+    /// The decision's label in `chatscale_autoscaler_decisions_total`.
+    direction: &'static str,
+    act: Act,
+    /// Figures for the status.
+    connections: Option<i64>,
+    connections_per_pod: Option<i64>,
+    redis_ops_per_sec: Option<i64>,
+}
+
+#[derive(Debug, PartialEq)]
+enum Act {
+    /// Nothing to do (or the running drain already does it).
+    Hold,
+    /// Cancel the drain, if one runs, and raise replicas at once.
+    ScaleUp,
+    /// Drain these pods (pod, admin base URL), then lower replicas.
+    Drain(Vec<(String, String)>),
 }
 
 impl Autoscaler {
@@ -130,7 +145,7 @@ impl Autoscaler {
         self.drain.as_ref().map_or(&[], |d| d.pods.as_slice())
     }
 
-    /// One evaluation at `now` (seconds).
+    /// One evaluation at `now` (seconds): observe, decide, act, report.
     pub async fn tick(
         &mut self,
         cluster: &Arc<dyn Cluster>,
@@ -142,86 +157,107 @@ impl Autoscaler {
         if self.drain.as_ref().is_some_and(|d| d.task.is_finished()) {
             self.settle().await;
         }
-        let targets = cluster.targets().await?;
-        let scrapes = collect::scrape_all(targets, SCRAPES_IN_FLIGHT, SCRAPE_TIMEOUT).await;
-        let redis_ops = cluster.redis_ops().await;
-        let signals = collect::signals(&scrapes, redis_ops);
-        metrics
-            .scrape_failures
-            .inc_by(scrapes.iter().filter(|s| s.metrics.is_err()).count() as u64);
-        let current = cluster.replicas().await?;
-        let decision = decide(spec, now, current, signals, &self.history);
-        let direction = match decision.desired.cmp(&current) {
-            std::cmp::Ordering::Greater => "up",
-            std::cmp::Ordering::Less => "down",
-            std::cmp::Ordering::Equal => "hold",
-        };
-        metrics.decisions.with_label_values(&[direction]).inc();
+        let observation = observe(cluster.as_ref(), metrics).await?;
+        let plan = plan(spec, now, &observation, &self.history, self.drain.is_some());
+        metrics.decisions.with_label_values(&[plan.direction]).inc();
+        self.act(cluster, &plan, observation.current, drain_timeout)
+            .await?;
+        self.history.record(now, observation.current, &plan.done);
+        let draining = self.draining().to_vec();
+        self.status
+            .write(cluster.as_ref(), |status| {
+                status.connections = plan.connections;
+                status.connections_per_pod = plan.connections_per_pod;
+                status.redis_ops_per_sec = plan.redis_ops_per_sec;
+                status.draining_pods = draining;
+                if plan.act == Act::ScaleUp {
+                    status.scaled(&plan.decision.reason);
+                }
+            })
+            .await?;
+        Ok(plan.decision)
+    }
 
-        let ready = scrapes.iter().filter(|s| s.target.ready).count().max(1) as i64;
-        let mut status = json!({
-            "connections": signals.connections,
-            "connectionsPerPod": signals.connections.map(|c| c as i64 / ready),
-            "redisOpsPerSec": redis_ops.map(|o| o as i64),
-            "drainingPods": self.draining(),
-        });
-        // What is done, not only what is wished, goes into the history: a
-        // scale-down asked for while one drains is the same scale-down.
-        let mut done = decision.clone();
-        if decision.desired > current {
-            if let Some(running) = self.drain.take() {
-                // The drain reports `Reason::DrainCancelled` and clears `drainingPods`.
-                running.cancel.store(true, Ordering::SeqCst);
-                let _ = running.task.await;
-                status["drainingPods"] = json!([]);
+    /// Carries out the plan: a scale-up cancels the running drain (which
+    /// reports `Reason::DrainCancelled`) and sets replicas; a scale-down
+    /// starts a drain in the background.
+    async fn act(
+        &mut self,
+        cluster: &Arc<dyn Cluster>,
+        plan: &Plan,
+        current: i32,
+        drain_timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let decision = &plan.decision;
+        match &plan.act {
+            Act::Hold => {}
+            Act::ScaleUp => {
+                if let Some(running) = self.drain.take() {
+                    running.cancel.store(true, Ordering::SeqCst);
+                    let _ = running.task.await;
+                }
+                cluster.workload().set_replicas(decision.desired).await?;
+                cluster
+                    .event(
+                        Reason::ScaledUp,
+                        format!("{current} -> {}: {}", decision.desired, decision.reason),
+                    )
+                    .await;
             }
-            cluster.workload().set_replicas(decision.desired).await?;
-            cluster
-                .event(
-                    Reason::ScaledUp,
-                    format!("{current} -> {}: {}", decision.desired, decision.reason),
-                )
-                .await;
-            status["lastScaleTime"] = json!(Time(Timestamp::now()));
-            status["lastScaleReason"] = json!(decision.reason);
-        } else if decision.desired < current && self.drain.is_some() {
-            done.desired = current;
-        } else if decision.desired < current {
-            // Only pods that exist and answer need draining: replicas not yet
-            // started, and pods not Ready that do not answer, just go.
-            let victims = victims(&scrapes, drain::to_drain(&scrapes, decision.desired));
-            let pods: Vec<String> = victims.iter().map(|v| v.0.clone()).collect();
-            status["drainingPods"] = json!(pods);
-            cluster
-                .event(
-                    Reason::DrainStarted,
-                    format!("draining {pods:?} before scaling to {}", decision.desired),
-                )
-                .await;
-            let cancel = Arc::new(AtomicBool::new(false));
-            let (workload, drains) = (cluster.workload(), cluster.drains().await);
-            let (flag, reporter, owned) = (cancel.clone(), cluster.clone(), self.status.clone());
-            let (desired, reason) = (decision.desired, decision.reason.clone());
-            let names = pods.clone();
-            let task = tokio::spawn(async move {
-                let outcome = drain::scale_down(
-                    workload.as_ref(),
-                    drains.as_ref(),
-                    &victims,
-                    desired,
-                    drain_timeout,
-                    DRAIN_POLL,
-                    &move || flag.load(Ordering::SeqCst),
-                )
-                .await;
-                let note = format!("{current} -> {desired}");
-                report(reporter.as_ref(), &owned, outcome, &note, &reason, &names).await;
-            });
-            self.drain = Some(RunningDrain { cancel, task, pods });
+            Act::Drain(victims) => {
+                let pods: Vec<String> = victims.iter().map(|v| v.0.clone()).collect();
+                cluster
+                    .event(
+                        Reason::DrainStarted,
+                        format!("draining {pods:?} before scaling to {}", decision.desired),
+                    )
+                    .await;
+                self.drain = Some(
+                    self.start_drain(
+                        cluster,
+                        victims.clone(),
+                        pods,
+                        current,
+                        decision,
+                        drain_timeout,
+                    )
+                    .await,
+                );
+            }
         }
-        self.history.record(now, current, &done);
-        self.status.write(cluster.as_ref(), status).await?;
-        Ok(decision)
+        Ok(())
+    }
+
+    /// Runs the scale-down to `decision.desired` in a task that reports how it ended.
+    async fn start_drain(
+        &self,
+        cluster: &Arc<dyn Cluster>,
+        victims: Vec<(String, String)>,
+        pods: Vec<String>,
+        current: i32,
+        decision: &Decision,
+        drain_timeout: Duration,
+    ) -> RunningDrain {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (workload, drains) = (cluster.workload(), cluster.drains().await);
+        let (flag, reporter, owned) = (cancel.clone(), cluster.clone(), self.status.clone());
+        let (desired, reason) = (decision.desired, decision.reason.clone());
+        let names = pods.clone();
+        let task = tokio::spawn(async move {
+            let outcome = drain::scale_down(
+                workload.as_ref(),
+                drains.as_ref(),
+                &victims,
+                desired,
+                drain_timeout,
+                DRAIN_POLL,
+                &move || flag.load(Ordering::SeqCst),
+            )
+            .await;
+            let note = format!("{current} -> {desired}");
+            report(reporter.as_ref(), &owned, outcome, &note, &reason, &names).await;
+        });
+        RunningDrain { cancel, task, pods }
     }
 
     /// Waits for the running drain, if any, to end (it reports how it ended).
@@ -234,6 +270,68 @@ impl Autoscaler {
     }
 }
 
+/// Scrapes the pods and reads Redis and the replica count.
+async fn observe(cluster: &dyn Cluster, metrics: &Metrics) -> anyhow::Result<Observation> {
+    let targets = cluster.targets().await?;
+    let scrapes = collect::scrape_all(targets, SCRAPES_IN_FLIGHT, SCRAPE_TIMEOUT).await;
+    metrics
+        .scrape_failures
+        .inc_by(scrapes.iter().filter(|s| s.metrics.is_err()).count() as u64);
+    let redis_ops = cluster.redis_ops().await;
+    let current = cluster.replicas().await?;
+    Ok(Observation {
+        scrapes,
+        redis_ops,
+        current,
+    })
+}
+
+/// The policy's decision on what was seen, and what to do about it (pure).
+fn plan(
+    spec: &AutoscalingSpec,
+    now: u64,
+    seen: &Observation,
+    history: &History,
+    draining: bool,
+) -> Plan {
+    let current = seen.current;
+    let signals = collect::signals(&seen.scrapes, seen.redis_ops);
+    let decision = decide(spec, now, current, signals, history);
+    let mut done = decision.clone();
+    let (direction, act) = match decision.desired.cmp(&current) {
+        std::cmp::Ordering::Greater => ("up", Act::ScaleUp),
+        std::cmp::Ordering::Less if draining => {
+            done.desired = current;
+            ("down", Act::Hold)
+        }
+        // Only pods that exist and answer need draining: replicas not yet
+        // started, and pods not Ready that do not answer, just go.
+        std::cmp::Ordering::Less => (
+            "down",
+            Act::Drain(victims(
+                &seen.scrapes,
+                drain::to_drain(&seen.scrapes, decision.desired),
+            )),
+        ),
+        std::cmp::Ordering::Equal => ("hold", Act::Hold),
+    };
+    let ready = seen
+        .scrapes
+        .iter()
+        .filter(|s| s.target.ready)
+        .count()
+        .max(1) as i64;
+    Plan {
+        direction,
+        act,
+        connections: signals.connections.map(|c| c as i64),
+        connections_per_pod: signals.connections.map(|c| c as i64 / ready),
+        redis_ops_per_sec: seen.redis_ops.map(|o| o as i64),
+        decision,
+        done,
+    }
+}
+
 /// Events and status for how a drain ended, as soon as it ends.
 async fn report(
     cluster: &dyn Cluster,
@@ -243,7 +341,7 @@ async fn report(
     reason: &str,
     pods: &[String],
 ) {
-    let mut status = json!({"drainingPods": []});
+    let mut scaled = false;
     match outcome {
         Ok(outcome) => {
             let event = match outcome {
@@ -256,8 +354,7 @@ async fn report(
                 cluster
                     .event(Reason::ScaledDown, format!("{note}: {reason}"))
                     .await;
-                status["lastScaleTime"] = json!(Time(Timestamp::now()));
-                status["lastScaleReason"] = json!(reason);
+                scaled = true;
             }
         }
         Err(error) => {
@@ -266,7 +363,15 @@ async fn report(
                 .await;
         }
     }
-    if let Err(error) = owned.write(cluster, status).await {
+    let written = owned
+        .write(cluster, |status| {
+            status.draining_pods.clear();
+            if scaled {
+                status.scaled(reason);
+            }
+        })
+        .await;
+    if let Err(error) = written {
         tracing::warn!(%error, "autoscaler status could not be written");
     }
 }
@@ -282,4 +387,71 @@ fn victims(scrapes: &[Scrape], count: usize) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ready pods with these connections, all answering.
+    fn seen(connections: &[u64]) -> Observation {
+        let scrapes = connections
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Scrape {
+                target: Target {
+                    pod: format!("chat-{i}"),
+                    url: format!("http://10.0.0.{i}:9090/metrics"),
+                    ready: true,
+                },
+                metrics: collect::parse(&format!("chat_connected_sockets {c}\n")),
+            })
+            .collect();
+        Observation {
+            scrapes,
+            redis_ops: None,
+            current: connections.len() as i32,
+        }
+    }
+
+    fn spec() -> AutoscalingSpec {
+        let mut spec = AutoscalingSpec {
+            min_replicas: 1,
+            max_replicas: 10,
+            target_connections_per_pod: 100,
+            target_redis_ops_per_pod: 0,
+            ..Default::default()
+        };
+        spec.behavior.scale_down.stabilization_window_seconds = 0;
+        spec
+    }
+
+    #[test]
+    fn a_scale_down_drains_the_emptiest_pod() {
+        let plan = plan(&spec(), 0, &seen(&[90, 5, 60]), &History::default(), false);
+        assert_eq!((plan.direction, plan.decision.desired), ("down", 2));
+        assert_eq!(
+            plan.act,
+            Act::Drain(vec![("chat-1".into(), "http://10.0.0.1:9090".into())])
+        );
+        assert_eq!(plan.done, plan.decision);
+        assert_eq!(
+            (plan.connections, plan.connections_per_pod),
+            (Some(155), Some(51))
+        );
+    }
+
+    #[test]
+    fn a_scale_down_while_one_drains_is_that_one() {
+        let plan = plan(&spec(), 0, &seen(&[90, 5, 60]), &History::default(), true);
+        assert_eq!(plan.act, Act::Hold);
+        assert_eq!((plan.decision.desired, plan.done.desired), (2, 3));
+    }
+
+    #[test]
+    fn more_load_scales_up() {
+        let plan = plan(&spec(), 0, &seen(&[300, 300]), &History::default(), true);
+        assert_eq!((plan.direction, &plan.act), ("up", &Act::ScaleUp));
+        assert!(plan.decision.desired > 2, "{}", plan.decision.reason);
+    }
 }

@@ -8,3 +8,4 @@ pub mod decide;
 pub mod drain;
 pub mod run;
 pub mod sim;
+pub mod status;

@@ -25,6 +25,7 @@ use super::{
     control::Cluster,
     decide::Decision,
     drain::{DELETION_COST, DrainApi, HttpDrainApi, Workload},
+    status::AutoscalerStatus,
 };
 use crate::{
     api::ChatCluster,
@@ -165,7 +166,7 @@ impl Cluster for KubeCluster {
         events::publish(&self.recorder, &self.cc, reason, note).await;
     }
 
-    async fn status(&self, status: serde_json::Value) -> anyhow::Result<()> {
+    async fn status(&self, status: AutoscalerStatus) -> anyhow::Result<()> {
         Ok(apply_status(&self.client, &self.cc, FIELD_MANAGER, status).await?)
     }
 }
