@@ -14,8 +14,6 @@ use super::decide::Signals;
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodMetrics {
     pub connections: u64,
-    pub ai_streams_active: u64,
-    pub draining: bool,
 }
 
 /// A pod to scrape.
@@ -34,7 +32,7 @@ pub struct Scrape {
     pub metrics: Result<PodMetrics, String>,
 }
 
-/// Reads the gauges the autoscaler needs from Prometheus text.
+/// Reads the gauge the autoscaler needs from Prometheus text.
 pub fn parse(text: &str) -> Result<PodMetrics, String> {
     let lines = text.lines().map(|l| Ok(l.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).map_err(|e| e.to_string())?;
@@ -54,8 +52,6 @@ pub fn parse(text: &str) -> Result<PodMetrics, String> {
         gauge("chat_connected_sockets").ok_or("no chat_connected_sockets in /metrics")?;
     Ok(PodMetrics {
         connections: connections.max(0.0) as u64,
-        ai_streams_active: gauge("chat_ai_streams_active").unwrap_or(0.0).max(0.0) as u64,
-        draining: gauge("chat_draining").unwrap_or(0.0) > 0.0,
     })
 }
 
@@ -138,14 +134,7 @@ mod tests {
 
     #[test]
     fn parses_the_chat_server_gauges() {
-        assert_eq!(
-            parse(SAMPLE).unwrap(),
-            PodMetrics {
-                connections: 42,
-                ai_streams_active: 3,
-                draining: false
-            }
-        );
+        assert_eq!(parse(SAMPLE).unwrap(), PodMetrics { connections: 42 });
         assert!(parse("# nothing here\nother_metric 1\n").is_err());
     }
 

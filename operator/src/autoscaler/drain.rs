@@ -217,11 +217,7 @@ mod tests {
                 ready,
             },
             metrics: connections
-                .map(|c| PodMetrics {
-                    connections: c,
-                    ai_streams_active: 0,
-                    draining: false,
-                })
+                .map(|c| PodMetrics { connections: c })
                 .ok_or_else(|| "down".to_owned()),
         }
     }

@@ -41,14 +41,10 @@ use crate::{
 pub const FIELD_MANAGER: &str = "chatscale-autoscaler";
 const DELETION_COST_ANNOTATION: &str = "controller.kubernetes.io/pod-deletion-cost";
 
-/// Runs forever: one pass over every ChatCluster per second, each cluster at
-/// its own interval. Drains run in the background (see [`Autoscaler`]), so
-/// one cluster's drain does not hold up the others.
-pub async fn run(client: Client, metrics: Metrics) {
-    run_in(client, metrics, None).await;
-}
-
-/// [`run`] over the ChatClusters of one namespace only, when given.
+/// Runs forever: one pass over the ChatClusters of `namespace` (all when
+/// `None`) per second, each cluster at its own interval. Drains run in the
+/// background (see [`Autoscaler`]), so one cluster's drain does not hold up
+/// the others.
 pub async fn run_in(client: Client, metrics: Metrics, namespace: Option<String>) {
     let recorder = Recorder::new(
         client.clone(),

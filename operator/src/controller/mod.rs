@@ -38,15 +38,6 @@ fn backoff(failures: u32) -> Duration {
         .min(Duration::from_secs(300))
 }
 
-/// Runs until `shutdown` completes, over ChatClusters in every namespace.
-pub async fn run(
-    client: Client,
-    context: Arc<Context>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
-    run_in(client, context, None, shutdown).await;
-}
-
 /// The API of `K` in `namespace`, or across all namespaces when `None`
 /// (`chatscale-operator run --watch-namespace`).
 pub fn scoped<K>(client: Client, namespace: Option<&str>) -> Api<K>
