@@ -101,7 +101,13 @@ fn error_policy(cc: Arc<ChatCluster>, error: &Error, context: Arc<Context>) -> A
     context.metrics.failed(error);
     let failures = context.failed(&cc);
     let delay = backoff(failures);
-    tracing::warn!(%error, error.kind = error.metric_label(), failures, ?delay, "reconcile failed; will retry");
+    tracing::warn!(
+        %error,
+        kind = error.metric_label(),
+        failures,
+        ?delay,
+        "reconcile failed; will retry"
+    );
     Action::requeue(delay)
 }
 
