@@ -197,7 +197,7 @@ impl Cluster for LocalCluster {
             .filter_map(|(i, s)| {
                 Some(Target {
                     pod: pod_name(i),
-                    url: format!("{}/metrics", s.as_ref()?.admin_url),
+                    admin: s.as_ref()?.admin_url.clone(),
                     ready: true,
                 })
             })

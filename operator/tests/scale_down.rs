@@ -73,7 +73,7 @@ fn targets(servers: &[ChatServer]) -> Vec<Target> {
         .enumerate()
         .map(|(i, s)| Target {
             pod: format!("pod-{i}"),
-            url: format!("{}/metrics", s.admin_url),
+            admin: s.admin_url.clone(),
             ready: true,
         })
         .collect()
@@ -94,12 +94,7 @@ async fn the_emptiest_pod_is_drained_before_replicas_go_down() -> anyhow::Result
     let scrapes = scrape_all(targets(&servers), 4, Duration::from_secs(2)).await;
     let victims: Vec<(String, String)> = pick(&scrapes, 1)
         .iter()
-        .map(|s| {
-            (
-                s.target.pod.clone(),
-                s.target.url.trim_end_matches("/metrics").to_owned(),
-            )
-        })
+        .map(|s| (s.target.pod.clone(), s.target.admin.clone()))
         .collect();
     assert_eq!(
         victims[0].0, "pod-1",

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use chatscale_contract::admin::{self, metrics::CONNECTED_SOCKETS};
 use futures::{StreamExt, stream};
 
 use super::decide::Signals;
@@ -20,8 +21,8 @@ pub struct PodMetrics {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub pod: String,
-    /// `http://<pod ip>:9090/metrics`
-    pub url: String,
+    /// The pod's admin API, `http://<pod ip>:9090`.
+    pub admin: String,
     /// Ready pods must report; starting pods may not yet.
     pub ready: bool,
 }
@@ -49,7 +50,7 @@ pub fn parse(text: &str) -> Result<PodMetrics, String> {
             })
     };
     let connections =
-        gauge("chat_connected_sockets").ok_or("no chat_connected_sockets in /metrics")?;
+        gauge(CONNECTED_SOCKETS).ok_or(format!("no {CONNECTED_SOCKETS} in /metrics"))?;
     Ok(PodMetrics {
         connections: connections.max(0.0) as u64,
     })
@@ -65,7 +66,7 @@ pub async fn scrape_all(targets: Vec<Target>, in_flight: usize, timeout: Duratio
         .map(|target| {
             let client = client.clone();
             async move {
-                let metrics = scrape_one(&client, &target.url).await;
+                let metrics = scrape_one(&client, &admin::url(&target.admin, admin::METRICS)).await;
                 Scrape { target, metrics }
             }
         })
@@ -138,10 +139,10 @@ mod tests {
         assert!(parse("# nothing here\nother_metric 1\n").is_err());
     }
 
-    fn target(pod: &str, url: String, ready: bool) -> Target {
+    fn target(pod: &str, admin: String, ready: bool) -> Target {
         Target {
             pod: pod.into(),
-            url,
+            admin,
             ready,
         }
     }
@@ -150,7 +151,7 @@ mod tests {
     async fn pod(behaviour: &'static str) -> String {
         use axum::{Router, http::StatusCode, routing::get};
         let app = Router::new().route(
-            "/metrics",
+            admin::METRICS,
             get(move || async move {
                 match behaviour {
                     "ok" => (StatusCode::OK, SAMPLE.to_owned()),
@@ -165,7 +166,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        format!("http://{address}/metrics")
+        format!("http://{address}")
     }
 
     #[tokio::test]

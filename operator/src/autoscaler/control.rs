@@ -380,12 +380,7 @@ async fn report(
 fn victims(scrapes: &[Scrape], count: usize) -> Vec<(String, String)> {
     drain::pick(scrapes, count)
         .into_iter()
-        .map(|s| {
-            (
-                s.target.pod.clone(),
-                s.target.url.trim_end_matches("/metrics").to_owned(),
-            )
-        })
+        .map(|s| (s.target.pod.clone(), s.target.admin.clone()))
         .collect()
 }
 
@@ -401,7 +396,7 @@ mod tests {
             .map(|(i, c)| Scrape {
                 target: Target {
                     pod: format!("chat-{i}"),
-                    url: format!("http://10.0.0.{i}:9090/metrics"),
+                    admin: format!("http://10.0.0.{i}:9090"),
                     ready: true,
                 },
                 metrics: collect::parse(&format!("chat_connected_sockets {c}\n")),

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use chatscale_contract::admin::{self, DrainState, DrainStatus};
 
 use super::collect::Scrape;
 
@@ -30,7 +30,7 @@ pub trait Workload: Send + Sync {
 #[async_trait]
 pub trait DrainApi: Send + Sync {
     async fn start(&self, admin_url: &str) -> anyhow::Result<()>;
-    async fn state(&self, admin_url: &str) -> anyhow::Result<String>;
+    async fn state(&self, admin_url: &str) -> anyhow::Result<DrainState>;
     /// False when the pod had already finished draining (it cannot serve again).
     async fn cancel(&self, admin_url: &str) -> anyhow::Result<bool>;
 }
@@ -113,7 +113,7 @@ pub async fn scale_down(
             all_drained &= drains
                 .state(admin)
                 .await
-                .map_or(true, |state| state == "drained");
+                .map_or(true, |state| state == DrainState::Drained);
         }
         if all_drained || tokio::time::Instant::now() >= deadline {
             workload.set_replicas(replicas).await?;
@@ -133,11 +133,6 @@ pub struct HttpDrainApi {
     token: String,
 }
 
-#[derive(Deserialize)]
-struct DrainStatus {
-    state: String,
-}
-
 impl HttpDrainApi {
     pub fn new(token: String) -> Self {
         let client = reqwest::Client::builder()
@@ -154,7 +149,7 @@ impl HttpDrainApi {
     ) -> anyhow::Result<reqwest::Response> {
         Ok(self
             .client
-            .request(method, format!("{admin_url}/drain"))
+            .request(method, admin::url(admin_url, admin::DRAIN))
             .bearer_auth(&self.token)
             .send()
             .await?)
@@ -183,7 +178,7 @@ impl DrainApi for HttpDrainApi {
             .map(drop)
     }
 
-    async fn state(&self, admin_url: &str) -> anyhow::Result<String> {
+    async fn state(&self, admin_url: &str) -> anyhow::Result<DrainState> {
         let response = self.expect_ok(reqwest::Method::GET, admin_url).await?;
         let text = response.text().await?;
         Ok(serde_json::from_str::<DrainStatus>(&text)?.state)
@@ -193,8 +188,8 @@ impl DrainApi for HttpDrainApi {
         let response = self.call(reqwest::Method::DELETE, admin_url).await?;
         match response.status().as_u16() {
             200..=299 => Ok(true),
-            // 409: nothing to cancel, the drain had finished.
-            409 => Ok(false),
+            // Nothing to cancel: the drain had finished.
+            admin::CANCEL_TOO_LATE => Ok(false),
             status => anyhow::bail!("drain API answered HTTP {status}"),
         }
     }
@@ -213,7 +208,7 @@ mod tests {
         Scrape {
             target: Target {
                 pod: pod.into(),
-                url: String::new(),
+                admin: String::new(),
                 ready,
             },
             metrics: connections

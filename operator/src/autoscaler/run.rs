@@ -201,7 +201,7 @@ async fn targets(
                 .any(|c| c.type_ == "Ready" && c.status == "True");
             Some(Target {
                 pod: pod.name_any(),
-                url: format!("http://{ip}:{port}/metrics"),
+                admin: format!("http://{ip}:{port}"),
                 ready,
             })
         })

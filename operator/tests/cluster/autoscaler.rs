@@ -12,6 +12,7 @@ use std::sync::{
 };
 
 use axum::{Router, http::StatusCode, routing::get};
+use chatscale_contract::admin::{self, DrainState, DrainStatus, metrics::CONNECTED_SOCKETS};
 use chatscale_operator::{
     api::ChatCluster,
     autoscaler::{
@@ -61,31 +62,46 @@ async fn fake_pod(connections: i64) -> FakePod {
     );
     let app = Router::new()
         .route(
-            "/metrics",
+            admin::METRICS,
             get(move || {
                 let n = metrics.load(Ordering::SeqCst);
                 async move {
                     if n < 0 {
                         (StatusCode::INTERNAL_SERVER_ERROR, String::new())
                     } else {
-                        (StatusCode::OK, format!("chat_connected_sockets {n}\nchat_ai_streams_active 0\nchat_draining 0\n"))
+                        (StatusCode::OK, format!("{CONNECTED_SOCKETS} {n}\n"))
                     }
                 }
             }),
         )
         .route(
-            "/drain",
+            admin::DRAIN,
             get(move || {
-                let state = match (*drain_state.lock().unwrap(), finishes.load(Ordering::SeqCst)) {
-                    (false, _) => "serving",
-                    (true, true) => "drained",
-                    (true, false) => "draining",
+                let state = match (
+                    *drain_state.lock().unwrap(),
+                    finishes.load(Ordering::SeqCst),
+                ) {
+                    (false, _) => DrainState::Serving,
+                    (true, true) => DrainState::Drained,
+                    (true, false) => DrainState::Draining,
                 };
-                async move { format!("{{\"state\":\"{state}\"}}") }
+                let status = DrainStatus {
+                    state,
+                    sockets: 0,
+                    active_streams: 0,
+                    started_at: None,
+                };
+                async move { axum::Json(status) }
             })
             .post(move || {
                 *drain_start.lock().unwrap() = true;
-                async { (StatusCode::ACCEPTED, "{\"state\":\"draining\"}") }
+                let status = DrainStatus {
+                    state: DrainState::Draining,
+                    sockets: 0,
+                    active_streams: 0,
+                    started_at: None,
+                };
+                async move { (StatusCode::ACCEPTED, axum::Json(status)) }
             })
             .delete(move || {
                 let mut started = drain_cancel.lock().unwrap();
