@@ -7,7 +7,7 @@ mod apply;
 mod error;
 pub mod events;
 mod reconcile;
-pub mod secrets;
+pub(crate) mod secrets;
 mod status;
 
 pub use apply::{APPLIED_KINDS, FIELD_MANAGER, apply_status};

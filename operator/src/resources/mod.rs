@@ -4,12 +4,12 @@
 //! it against golden files and the Kubernetes OpenAPI schemas.
 
 pub mod chat;
-pub mod httproute;
-pub mod names;
+pub(crate) mod httproute;
+pub(crate) mod names;
 pub mod redis;
-pub mod routing;
-pub mod safety;
-pub mod security;
+mod routing;
+mod safety;
+mod security;
 
 use kube::{
     Resource, ResourceExt,
