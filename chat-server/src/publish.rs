@@ -73,6 +73,16 @@ impl Publisher {
         }
         Some(event)
     }
+
+    /// For the exit: waits until no event is between "appended to its room's
+    /// log" and "emitted", then keeps every room's order lock, so that nothing
+    /// is appended again before the process ends. (An event appended but not
+    /// emitted would reach the other servers' members only when they resume.)
+    pub async fn stop(&self) {
+        for stripe in &self.order {
+            std::mem::forget(stripe.lock().await);
+        }
+    }
 }
 
 fn stripe(room: &str) -> usize {

@@ -25,6 +25,7 @@ use crate::{
     answers::{self, MemoryLedger, RedisLedger},
     config::Config,
     events, origin,
+    publish::Publisher,
     secret::Secret,
     state::AppState,
     store::{MemoryStore, RedisStore},
@@ -42,10 +43,15 @@ pub struct Server {
     start_drain: Box<dyn Fn() + Send + Sync>,
     /// Disconnects every socket; run once on shutdown.
     close: BoxFuture<'static, ()>,
+    /// Stopped before the sockets close, so no event is left half published.
+    publisher: Arc<Publisher>,
 }
 
 /// Environment variable holding the admin token when no token file is given.
 use chatscale_contract::env::ADMIN_TOKEN as ADMIN_TOKEN_ENV;
+
+/// How long an exit waits for the events being published.
+const STOP_PUBLISHING_WITHIN: Duration = Duration::from_secs(2);
 
 impl Server {
     /// Connects to Redis when configured, builds the state and binds both
@@ -61,9 +67,10 @@ impl Server {
                 ));
                 let ledger = Arc::new(MemoryLedger::default());
                 let state = AppState::new(config, store, ledger, metrics.clone())?;
+                let publisher = state.publisher.clone();
                 let (layer, io) = builder.with_state(state).build_layer();
                 events::serve(&io);
-                Self::assemble(config, layer, io, metrics).await
+                Self::assemble(config, layer, io, metrics, publisher).await
             }
             Some(url) => {
                 // The URL may hold a password: never log it.
@@ -94,8 +101,9 @@ impl Server {
                 events::serve(&io)
                     .await
                     .context("subscribing to the Redis adapter channels")?;
+                let publisher = state.publisher.clone();
                 answers::watch(io.clone(), state);
-                Self::assemble(config, layer, io, metrics).await
+                Self::assemble(config, layer, io, metrics, publisher).await
             }
         }
     }
@@ -105,6 +113,7 @@ impl Server {
         layer: SocketIoLayer<A>,
         io: SocketIo<A>,
         metrics: Arc<Metrics>,
+        publisher: Arc<Publisher>,
     ) -> anyhow::Result<Self> {
         let public = TcpListener::bind((config.host, config.port))
             .await
@@ -161,6 +170,7 @@ impl Server {
             drain_timeout: config.drain_timeout,
             start_drain: Box::new(move || drainer.start(starter.clone())),
             close: Box::pin(async move { io.close().await }),
+            publisher,
         })
     }
 
@@ -181,8 +191,13 @@ impl Server {
     pub async fn serve(self, mut signals: mpsc::UnboundedReceiver<()>) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let trigger = stop.clone();
-        let (drain, timeout, start_drain, close) =
-            (self.drain, self.drain_timeout, self.start_drain, self.close);
+        let (drain, timeout, start_drain, close, publisher) = (
+            self.drain,
+            self.drain_timeout,
+            self.start_drain,
+            self.close,
+            self.publisher,
+        );
         tokio::spawn(async move {
             if signals.recv().await.is_some() {
                 start_drain();
@@ -191,6 +206,14 @@ impl Server {
                     () = tokio::time::sleep(timeout) => tracing::warn!(?timeout, "drain timeout reached; exiting"),
                     _ = signals.recv() => tracing::warn!("second signal; exiting without waiting"),
                 }
+            }
+            // Answers still running (a drain that timed out) must not stop
+            // between appending a chunk to the room log and emitting it.
+            if tokio::time::timeout(STOP_PUBLISHING_WITHIN, publisher.stop())
+                .await
+                .is_err()
+            {
+                tracing::warn!("an event was still being published at exit");
             }
             close.await;
             trigger.cancel();
