@@ -19,6 +19,9 @@ testenv:
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	# The fuzz crate is outside the workspace, with a lock file of its own:
+	# a new dependency of chat-server must reach it too (no build needed).
+	cargo metadata --locked --format-version 1 --manifest-path chat-server/fuzz/Cargo.toml > /dev/null
 
 # One build for every test: the workspace's test build also builds
 # target/debug/chat-server, which the Rust end-to-end tests and the JS tests
