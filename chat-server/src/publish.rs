@@ -60,18 +60,24 @@ impl Publisher {
                 event
             }
         };
-        let room = event.room().to_owned();
-        match event.emit_to(io.to(room.clone())).await {
-            Ok(()) => {}
-            Err(BroadcastError::Adapter(error)) => {
-                tracing::warn!(%error, %room, "other servers missed an event; delivering to this server's members");
-                if let Err(error) = event.emit_to(io.local().to(room.clone())).await {
-                    tracing::warn!(%error, %room, "some members did not receive an event");
-                }
-            }
-            Err(error) => tracing::warn!(%error, %room, "some members did not receive an event"),
-        }
+        emit(io, &event).await;
         Some(event)
+    }
+
+    /// Closes an answer whose server died with `last`, its `done` chunk: in
+    /// the room's order, as [`Publisher::publish`] sends events. `Ok(None)`
+    /// when the answer had already ended (nothing is sent).
+    pub async fn close_answer<A: Adapter>(
+        &self,
+        io: &SocketIo<A>,
+        last: RoomEvent,
+    ) -> Result<Option<RoomEvent>, StoreError> {
+        let _in_order = self.order[stripe(last.room())].lock().await;
+        let closed = self.store.close_answer(last).await?;
+        if let Some(closed) = &closed {
+            emit(io, closed).await;
+        }
+        Ok(closed)
     }
 
     /// For the exit: waits until no event is between "appended to its room's
@@ -82,6 +88,22 @@ impl Publisher {
         for stripe in &self.order {
             std::mem::forget(stripe.lock().await);
         }
+    }
+}
+
+/// Emits `event` to its room's members on every server, or to this server's
+/// members alone when the adapter cannot reach the others.
+async fn emit<A: Adapter>(io: &SocketIo<A>, event: &RoomEvent) {
+    let room = event.room().to_owned();
+    match event.emit_to(io.to(room.clone())).await {
+        Ok(()) => {}
+        Err(BroadcastError::Adapter(error)) => {
+            tracing::warn!(%error, %room, "other servers missed an event; delivering to this server's members");
+            if let Err(error) = event.emit_to(io.local().to(room.clone())).await {
+                tracing::warn!(%error, %room, "some members did not receive an event");
+            }
+        }
+        Err(error) => tracing::warn!(%error, %room, "some members did not receive an event"),
     }
 }
 

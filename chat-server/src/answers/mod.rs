@@ -19,4 +19,4 @@ pub use ledger::{Answer, AnswerLedger, Busy, Caps};
 pub use memory::MemoryLedger;
 pub use redis::RedisLedger;
 pub use reservation::{Answers, Reservation};
-pub use watch::{INTERRUPTED, watch};
+pub use watch::watch;

@@ -17,7 +17,7 @@ use crate::{
 };
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
-pub const INTERRUPTED: &str = "interrupted";
+const INTERRUPTED: &str = "interrupted";
 
 /// Heartbeats this server and closes dead servers' answers, forever.
 pub fn watch<A: Adapter>(io: SocketIo<A>, state: AppState) {
@@ -81,8 +81,8 @@ async fn close<A: Adapter>(io: &SocketIo<A>, state: &AppState, orphan: &Answer) 
         error: Some(INTERRUPTED.to_owned()),
         ts: now_ms(),
     });
-    match state.store.close_answer(last).await {
-        Ok(Some(closed)) => {
+    match state.publisher.close_answer(io, last).await {
+        Ok(Some(_)) => {
             tracing::warn!(
                 room = orphan.room,
                 stream_id = orphan.id,
@@ -93,9 +93,6 @@ async fn close<A: Adapter>(io: &SocketIo<A>, state: &AppState, orphan: &Answer) 
                 .ai_streams_total
                 .with_label_values(&["interrupted"])
                 .inc();
-            if let Err(error) = closed.emit_to(io.to(orphan.room.clone())).await {
-                tracing::warn!(%error, "the interrupted answer's last chunk reached only some members");
-            }
             true
         }
         Ok(None) => true,
