@@ -8,7 +8,7 @@ use anyhow::Context;
 use crate::{
     admin::metrics::Metrics,
     ai::{AiProvider, AnthropicProvider, DemoProvider, OpenAiProvider, batcher::BatchConfig},
-    answers::{AnswerLedger, Answers},
+    answers::{AnswerLedger, Answers, Caps},
     auth::Auth,
     client_addr::ClientAddr,
     config::{AiProviderKind, Config},
@@ -59,7 +59,13 @@ impl AppState {
             metrics,
             auth: Arc::new(Auth::from_config(config)?),
             limits: Arc::new(Limits::new(config.limits())),
-            answers: Answers::new(answers, &config.limits()),
+            answers: Answers::new(
+                answers,
+                Caps {
+                    per_user: config.max_ai_answers_per_user,
+                    per_room: config.max_ai_answers_per_room,
+                },
+            ),
             client_addr: Arc::new(ClientAddr::new(config.trusted_proxies.clone())),
         })
     }

@@ -88,5 +88,5 @@ pub async fn deliver<A: Adapter>(
             None => {}
         }
     }
-    drop(reservation);
+    reservation.release().await;
 }

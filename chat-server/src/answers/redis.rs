@@ -87,7 +87,7 @@ impl RedisLedger {
             .arg(PLACE_LAPSES_MS)
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::unavailable)?;
         Ok(added == 1)
     }
 }
@@ -106,38 +106,36 @@ fn parse_member(member: &str) -> Option<Answer> {
     })
 }
 
-fn store_error(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(error.to_string())
-}
-
 #[async_trait]
 impl AnswerLedger for RedisLedger {
     /// Three round trips, in this order: the server's record first, so that
     /// whatever this server holds when it dies is found by a survivor; then
-    /// the user's place, then the room's (each in its own Cluster slot).
+    /// the user's place, then the room's (each in its own Cluster slot). A
+    /// refusal gives back what it took, as a release does.
     async fn reserve(
         &self,
         server: &str,
         answer: &Answer,
         caps: Caps,
     ) -> Result<Result<(), Busy>, StoreError> {
-        let mut conn = self.conn.clone();
-        let (record, member) = (self.server_key(server), member(answer));
-        let () = conn.sadd(&record, &member).await.map_err(store_error)?;
-        let user_key = self.user_key(&answer.user);
+        let () = self
+            .conn
+            .clone()
+            .sadd(self.server_key(server), member(answer))
+            .await
+            .map_err(StoreError::unavailable)?;
         if !self
-            .take_place(user_key.clone(), &answer.id, caps.per_user)
+            .take_place(self.user_key(&answer.user), &answer.id, caps.per_user)
             .await?
         {
-            let () = conn.srem(&record, &member).await.map_err(store_error)?;
+            self.release(server, answer).await?;
             return Ok(Err(Busy::User));
         }
-        let room_key = self.room_key(&answer.room);
-        if !self.take_place(room_key, &answer.id, caps.per_room).await? {
-            let mut other = self.conn.clone();
-            let (user, record): (redis::RedisResult<()>, redis::RedisResult<()>) =
-                tokio::join!(conn.zrem(user_key, &answer.id), other.srem(record, member));
-            user.and(record).map_err(store_error)?;
+        if !self
+            .take_place(self.room_key(&answer.room), &answer.id, caps.per_room)
+            .await?
+        {
+            self.release(server, answer).await?;
             return Ok(Err(Busy::Room));
         }
         Ok(Ok(()))
@@ -157,7 +155,7 @@ impl AnswerLedger for RedisLedger {
             room.zrem(self.room_key(&answer.room), &answer.id),
             record.srem(self.server_key(server), member(answer)),
         );
-        a.and(b).and(c).map_err(store_error)
+        a.and(b).and(c).map_err(StoreError::unavailable)
     }
 
     /// One pipeline on one key: renew this server's deadline, read the lapsed ones.
@@ -170,8 +168,9 @@ impl AnswerLedger for RedisLedger {
             .zrangebyscore_limit(&key, "-inf", now, 0, DEAD_PER_HEARTBEAT)
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(store_error)?;
-        Ok(dead.into_iter().filter(|s| s != server).collect())
+            .map_err(StoreError::unavailable)?;
+        // This server's own deadline was just moved past `now`.
+        Ok(dead)
     }
 
     async fn answers_of(&self, server: &str) -> Result<Vec<Answer>, StoreError> {
@@ -180,7 +179,7 @@ impl AnswerLedger for RedisLedger {
             .clone()
             .srandmember_multiple(self.server_key(server), ANSWERS_PER_READ)
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::unavailable)?;
         Ok(members.iter().filter_map(|m| parse_member(m)).collect())
     }
 
@@ -189,7 +188,7 @@ impl AnswerLedger for RedisLedger {
             .clone()
             .zrem(self.servers_key(), server)
             .await
-            .map_err(store_error)
+            .map_err(StoreError::unavailable)
     }
 }
 

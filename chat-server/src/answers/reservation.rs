@@ -9,10 +9,7 @@ use std::{
 };
 
 use super::ledger::{Answer, AnswerLedger, Busy, Caps};
-use crate::{
-    limits::{LimitsConfig, rate_limited},
-    protocol::ChatError,
-};
+use crate::{limits::rate_limited, protocol::ChatError};
 
 /// This server's side of the ledger: its id there, the caps, and the
 /// releases still owed.
@@ -23,23 +20,22 @@ pub struct Answers {
     unreleased: Mutex<Vec<Answer>>,
 }
 
-/// One running answer's places; dropping it gives them back.
+/// One running answer's places: [`Reservation::release`] gives them back, and
+/// so does dropping it (a cancelled or panicked answer).
 pub struct Reservation {
     answers: Arc<Answers>,
     answer: Answer,
+    released: bool,
 }
 
 impl Answers {
     /// A server with a fresh id: a restarted server is a new one, and its
     /// predecessor's answers are closed like any dead server's.
-    pub fn new(ledger: Arc<dyn AnswerLedger>, limits: &LimitsConfig) -> Arc<Self> {
+    pub fn new(ledger: Arc<dyn AnswerLedger>, caps: Caps) -> Arc<Self> {
         Arc::new(Self {
             ledger,
             server: uuid::Uuid::new_v4().to_string(),
-            caps: Caps {
-                per_user: limits.max_ai_answers_per_user,
-                per_room: limits.max_ai_answers_per_room,
-            },
+            caps,
             unreleased: Mutex::default(),
         })
     }
@@ -69,6 +65,7 @@ impl Answers {
             Ok(Ok(())) => Ok(Reservation {
                 answers: self.clone(),
                 answer,
+                released: false,
             }),
             Ok(Err(Busy::User)) => Err(refused("user", per_user)),
             Ok(Err(Busy::Room)) => Err(refused("room", per_room)),
@@ -105,10 +102,19 @@ impl Reservation {
     pub fn answer(&self) -> &Answer {
         &self.answer
     }
+
+    /// Gives the places back, now.
+    pub async fn release(mut self) {
+        self.released = true;
+        self.answers.release(self.answer.clone()).await;
+    }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
+        if self.released {
+            return;
+        }
         let (answers, answer) = (self.answers.clone(), self.answer.clone());
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
@@ -162,16 +168,10 @@ mod tests {
         }
     }
 
-    fn limits(per_user: u32) -> LimitsConfig {
-        LimitsConfig {
-            max_ai_answers_per_user: per_user,
-            max_ai_answers_per_room: 10,
-            events_per_sec: 0,
-            events_burst: 0,
-            user_events_per_sec: 0,
-            flood_disconnect_after: 0,
-            connections_per_minute_per_ip: 0,
-            max_rooms_per_socket: 10,
+    fn one_per_user() -> Caps {
+        Caps {
+            per_user: 1,
+            per_room: 10,
         }
     }
 
@@ -183,31 +183,33 @@ mod tests {
         }
     }
 
-    async fn settle() {
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-    }
-
     #[tokio::test]
     async fn a_refused_answer_says_which_cap_and_a_dropped_one_gives_its_place_back() {
-        let answers = Answers::new(Arc::new(MemoryLedger::default()), &limits(1));
+        let answers = Answers::new(Arc::new(MemoryLedger::default()), one_per_user());
         let first = answers.reserve(ann("1")).await.unwrap();
         let refused = answers.reserve(ann("2")).await.err().unwrap();
         assert_eq!(refused.code, crate::protocol::ErrorCode::RateLimited);
         assert!(refused.message.contains("per user"), "{}", refused.message);
-        drop(first);
-        settle().await;
-        assert!(answers.reserve(ann("3")).await.is_ok());
+        first.release().await;
+        let second = answers.reserve(ann("3")).await.unwrap();
+        // Dropped (a cancelled answer): given back by a task of its own.
+        drop(second);
+        let given_back = async {
+            while answers.reserve(ann("4")).await.is_err() {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), given_back)
+            .await
+            .expect("a dropped reservation gives its place back");
     }
 
     #[tokio::test]
     async fn a_failed_release_is_retried_until_it_lands() {
         let ledger = Arc::new(Flaky::default());
-        let answers = Answers::new(ledger.clone(), &limits(1));
+        let answers = Answers::new(ledger.clone(), one_per_user());
         ledger.down.store(true, Ordering::SeqCst);
-        drop(answers.reserve(ann("1")).await.unwrap());
-        settle().await;
+        answers.reserve(ann("1")).await.unwrap().release().await;
         assert_eq!(answers.owed(), 1);
         answers.retry_releases().await;
         assert_eq!(answers.owed(), 1, "still down: still owed");

@@ -42,6 +42,13 @@ pub enum StoreError {
     AnswerClosed,
 }
 
+impl StoreError {
+    /// Redis (or the connection to it) failed.
+    pub(crate) fn unavailable(error: impl std::fmt::Display) -> Self {
+        Self::Unavailable(error.to_string())
+    }
+}
+
 /// Clients see a store failure as `unavailable`: try again.
 impl From<StoreError> for ChatError {
     fn from(error: StoreError) -> Self {

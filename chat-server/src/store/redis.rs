@@ -75,14 +75,10 @@ impl RedisStore {
     }
 }
 
-fn store_error(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(error.to_string())
-}
-
 #[async_trait]
 impl RoomStore for RedisStore {
     async fn append(&self, mut event: RoomEvent) -> Result<RoomEvent, StoreError> {
-        let json = serde_json::to_string(&event).map_err(store_error)?;
+        let json = serde_json::to_string(&event).map_err(StoreError::unavailable)?;
         let (answer, seq, done) = match &event {
             RoomEvent::AiChunk(chunk) => (chunk.stream_id.as_str(), chunk.seq, chunk.done),
             RoomEvent::Message(_) => ("", 0, false),
@@ -101,7 +97,7 @@ impl RoomStore for RedisStore {
             .arg(if done { "1" } else { "0" })
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::unavailable)?;
         if room_seq < 0 {
             return Err(StoreError::AnswerClosed);
         }
@@ -115,7 +111,7 @@ impl RoomStore for RedisStore {
             .clone()
             .get(self.key(room, "seq"))
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::unavailable)?;
         Ok(seq.unwrap_or(0))
     }
 
@@ -126,18 +122,21 @@ impl RoomStore for RedisStore {
         let reply: StreamRangeReply = conn
             .xrange(self.key(room, "log"), format!("{}-0", after + 1), "+")
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::unavailable)?;
         let mut events = Vec::with_capacity(reply.ids.len());
         for entry in reply.ids {
             let seq = entry
                 .id
                 .split_once('-')
                 .and_then(|(ms, _)| ms.parse::<u64>().ok())
-                .ok_or_else(|| store_error(format!("unexpected log entry id {}", entry.id)))?;
+                .ok_or_else(|| {
+                    StoreError::unavailable(format!("unexpected log entry id {}", entry.id))
+                })?;
             let json: String = entry
                 .get("e")
-                .ok_or_else(|| store_error("log entry without event"))?;
-            let mut event: RoomEvent = serde_json::from_str(&json).map_err(store_error)?;
+                .ok_or_else(|| StoreError::unavailable("log entry without event"))?;
+            let mut event: RoomEvent =
+                serde_json::from_str(&json).map_err(StoreError::unavailable)?;
             event.set_room_seq(seq);
             events.push(event);
         }
@@ -149,7 +148,7 @@ impl RoomStore for RedisStore {
             return Ok(());
         }
         let key = self.key(room, "history");
-        let json = serde_json::to_string(&turn).map_err(store_error)?;
+        let json = serde_json::to_string(&turn).map_err(StoreError::unavailable)?;
         redis::pipe()
             .atomic()
             .rpush(&key, json)
@@ -158,7 +157,7 @@ impl RoomStore for RedisStore {
             .ignore()
             .query_async::<()>(&mut self.conn.clone())
             .await
-            .map_err(store_error)
+            .map_err(StoreError::unavailable)
     }
 
     async fn open_answer(&self, room: &str, id: &str) -> Result<(), StoreError> {
@@ -166,7 +165,7 @@ impl RoomStore for RedisStore {
             .clone()
             .hset_nx(self.key(room, "streams"), id, 0)
             .await
-            .map_err(store_error)
+            .map_err(StoreError::unavailable)
     }
 
     async fn close_answer(&self, mut last: RoomEvent) -> Result<Option<RoomEvent>, StoreError> {
@@ -174,7 +173,7 @@ impl RoomStore for RedisStore {
             return Ok(None);
         };
         let room = chunk.room.clone();
-        let json = serde_json::to_string(&last).map_err(store_error)?;
+        let json = serde_json::to_string(&last).map_err(StoreError::unavailable)?;
         let closed: Option<(u64, u32)> = self
             .close
             .key(self.key(&room, "seq"))
@@ -186,7 +185,7 @@ impl RoomStore for RedisStore {
             .arg(&chunk.stream_id)
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::unavailable)?;
         Ok(closed.map(|(room_seq, seq)| {
             if let RoomEvent::AiChunk(chunk) = &mut last {
                 chunk.seq = seq;
@@ -202,10 +201,10 @@ impl RoomStore for RedisStore {
             .clone()
             .lrange(self.key(room, "history"), 0, -1)
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::unavailable)?;
         items
             .iter()
-            .map(|json| serde_json::from_str(json).map_err(store_error))
+            .map(|json| serde_json::from_str(json).map_err(StoreError::unavailable))
             .collect()
     }
 }
