@@ -49,6 +49,12 @@ pub fn split_input(data: &[u8]) -> (Cow<'_, str>, &[u8]) {
     }
 }
 
+/// Whether the server would act on the input: its event's checks pass.
+pub fn accepted(data: &[u8]) -> bool {
+    let (event, payload) = split_input(data);
+    validate::check_event(&event, payload).is_ok()
+}
+
 /// Runs one input; panics only on a bug.
 pub fn one_input(data: &[u8]) {
     let (event, payload) = split_input(data);

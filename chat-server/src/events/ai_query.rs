@@ -60,7 +60,7 @@ async fn ask<A: Adapter, E: std::fmt::Display>(
     data: Result<Value, E>,
     received: Instant,
 ) -> Result<Value, ChatError> {
-    let AiQueryRequest { room, prompt } = validate::ai_query(data)?;
+    let AiQueryRequest { room, prompt } = AiQuery::validate(data)?;
     session.may_use(&room)?;
     validate::joined(socket, &room)?;
     let history = state.store.recent_turns(&room).await?;

@@ -51,7 +51,7 @@ async fn join<A: Adapter, E: std::fmt::Display>(
     session: &Session,
     data: Result<Value, E>,
 ) -> Result<Value, ChatError> {
-    let JoinRequest { room } = validate::join(data)?;
+    let JoinRequest { room } = Join::validate(data)?;
     session.may_use(&room)?;
     let max_rooms = state.limits.config.max_rooms_per_socket;
     let room_seq = enter_then(socket, &room, max_rooms, state.store.last_seq(&room)).await?;

@@ -46,7 +46,7 @@ fn leave<A: Adapter, E: std::fmt::Display>(
     socket: &SocketRef<A>,
     data: Result<Value, E>,
 ) -> Result<Value, ChatError> {
-    let LeaveRequest { room } = validate::leave(data)?;
+    let LeaveRequest { room } = Leave::validate(data)?;
     validate::joined(socket, &room)?;
     socket.leave(room.clone());
     Ok(json!({"room": room}))

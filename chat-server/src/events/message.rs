@@ -66,7 +66,7 @@ async fn send<A: Adapter, E: std::fmt::Display>(
     session: &Session,
     data: Result<Value, E>,
 ) -> Result<Value, ChatError> {
-    let request: MessageRequest = validate::message(data)?;
+    let request: MessageRequest = Message::validate(data)?;
     session.may_use(&request.room)?;
     validate::joined(socket, &request.room)?;
 

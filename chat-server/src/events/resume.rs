@@ -56,7 +56,7 @@ async fn resume<A: Adapter, E: std::fmt::Display>(
     session: &Session,
     data: Result<Value, E>,
 ) -> Result<Value, ChatError> {
-    let ResumeRequest { room, after } = validate::resume(data)?;
+    let ResumeRequest { room, after } = Resume::validate(data)?;
     session.may_use(&room)?;
     let max_rooms = state.limits.config.max_rooms_per_socket;
     let events = join::enter_then(
