@@ -41,10 +41,8 @@ pub struct Server {
     drain_timeout: Duration,
     /// Starts the drain (it needs the adapter-typed Socket.IO handle).
     start_drain: Box<dyn Fn() + Send + Sync>,
-    /// Disconnects every socket; run once on shutdown.
+    /// Stops publishing, then disconnects every socket; run once on shutdown.
     close: BoxFuture<'static, ()>,
-    /// Stopped before the sockets close, so no event is left half published.
-    publisher: Arc<Publisher>,
 }
 
 /// Environment variable holding the admin token when no token file is given.
@@ -169,8 +167,17 @@ impl Server {
             drain,
             drain_timeout: config.drain_timeout,
             start_drain: Box::new(move || drainer.start(starter.clone())),
-            close: Box::pin(async move { io.close().await }),
-            publisher,
+            close: Box::pin(async move {
+                // Answers still running (a drain that timed out) must not stop
+                // between appending a chunk to the room log and emitting it.
+                if tokio::time::timeout(STOP_PUBLISHING_WITHIN, publisher.stop())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("an event was still being published at exit");
+                }
+                io.close().await
+            }),
         })
     }
 
@@ -191,13 +198,8 @@ impl Server {
     pub async fn serve(self, mut signals: mpsc::UnboundedReceiver<()>) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let trigger = stop.clone();
-        let (drain, timeout, start_drain, close, publisher) = (
-            self.drain,
-            self.drain_timeout,
-            self.start_drain,
-            self.close,
-            self.publisher,
-        );
+        let (drain, timeout, start_drain, close) =
+            (self.drain, self.drain_timeout, self.start_drain, self.close);
         tokio::spawn(async move {
             if signals.recv().await.is_some() {
                 start_drain();
@@ -206,14 +208,6 @@ impl Server {
                     () = tokio::time::sleep(timeout) => tracing::warn!(?timeout, "drain timeout reached; exiting"),
                     _ = signals.recv() => tracing::warn!("second signal; exiting without waiting"),
                 }
-            }
-            // Answers still running (a drain that timed out) must not stop
-            // between appending a chunk to the room log and emitting it.
-            if tokio::time::timeout(STOP_PUBLISHING_WITHIN, publisher.stop())
-                .await
-                .is_err()
-            {
-                tracing::warn!("an event was still being published at exit");
             }
             close.await;
             trigger.cancel();
