@@ -1,17 +1,11 @@
 //! Why a reconcile failed, one variant per step that can fail, so the failure
 //! counter is labelled by what failed (`metric_label`) and the log says it.
 
-use crate::resources::SpecError;
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The generated Secrets (Redis password, admin token) could not be read.
     #[error("reading the generated secrets failed: {0}")]
     ReadSecrets(#[source] kube::Error),
-    /// The spec passed validation but an object could not be built from it
-    /// with the generated values.
-    #[error("building the objects failed: {0}")]
-    Build(#[source] SpecError),
     /// The API server refused an object (`kind/name`).
     #[error("applying {object} failed: {source:#}")]
     Apply {
@@ -28,19 +22,13 @@ pub enum Error {
 
 impl Error {
     /// Every value of [`Error::metric_label`], for series that exist from the start.
-    pub const METRIC_LABELS: [&str; 5] = [
-        "read_secrets",
-        "build",
-        "apply",
-        "read_deployment",
-        "write_status",
-    ];
+    pub const METRIC_LABELS: [&str; 4] =
+        ["read_secrets", "apply", "read_deployment", "write_status"];
 
     /// The `error` label of `chatscale_operator_reconcile_failures_total`.
     pub fn metric_label(&self) -> &'static str {
         match self {
             Self::ReadSecrets(_) => "read_secrets",
-            Self::Build(_) => "build",
             Self::Apply { .. } => "apply",
             Self::ReadDeployment(_) => "read_deployment",
             Self::WriteStatus(_) => "write_status",
@@ -60,7 +48,6 @@ mod tests {
     fn every_variant_has_its_own_listed_label() {
         let errors = [
             Error::ReadSecrets(refused()),
-            Error::Build(SpecError("no key".into())),
             Error::Apply {
                 object: "Deployment/team-chat".into(),
                 source: anyhow::anyhow!("forbidden"),

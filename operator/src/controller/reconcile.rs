@@ -121,23 +121,28 @@ impl Context {
 pub async fn reconcile(cc: Arc<ChatCluster>, context: Arc<Context>) -> Result<Action, Error> {
     context.metrics.reconciles.inc();
     let client = &context.client;
-    if let Err(invalid) = cc.validate_cel().map_err(|e| e.to_string()).and_then(|()| {
-        // Builders refuse what the schema cannot express (e.g. openai without a key).
-        resources::desired(&cc, &resources::Generated::placeholders())
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }) {
-        context
-            .event(&cc, Reason::InvalidSpec, invalid.clone())
-            .await;
-        write_status(client, &cc, Observed::Invalid(&invalid)).await?;
-        return Ok(Action::await_change());
-    }
-
-    let generated = secrets::generated(client, &cc)
-        .await
-        .map_err(Error::ReadSecrets)?;
-    let objects = resources::desired(&cc, &generated).map_err(Error::Build)?;
+    // The schema's rules first (no I/O); then the builders, which refuse what
+    // the schema cannot express (e.g. openai without a key) whatever the
+    // generated values are.
+    let objects = match cc.validate_cel() {
+        Err(invalid) => Err(invalid.to_string()),
+        Ok(()) => {
+            let generated = secrets::generated(client, &cc)
+                .await
+                .map_err(Error::ReadSecrets)?;
+            resources::desired(&cc, &generated).map_err(|e| e.to_string())
+        }
+    };
+    let objects = match objects {
+        Ok(objects) => objects,
+        Err(invalid) => {
+            context
+                .event(&cc, Reason::InvalidSpec, invalid.clone())
+                .await;
+            write_status(client, &cc, Observed::Invalid(&invalid)).await?;
+            return Ok(Action::await_change());
+        }
+    };
     let first = deployment(client, &cc).await?.is_none();
     for object in &objects {
         if let Err(source) = apply::apply(client, object).await {
