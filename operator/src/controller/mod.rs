@@ -5,7 +5,7 @@
 
 mod apply;
 mod error;
-pub mod events;
+pub(crate) mod events;
 mod reconcile;
 pub(crate) mod secrets;
 mod status;
