@@ -36,7 +36,7 @@ const DRAIN_POLL: Duration = Duration::from_millis(500);
 /// What the autoscaler needs from the platform that runs the chat pods.
 #[async_trait]
 pub trait Cluster: Send + Sync {
-    /// Running chat-server pods (not terminating), with their `/metrics` URL.
+    /// Running chat-server pods (not terminating), with their admin API's base URL.
     async fn targets(&self) -> anyhow::Result<Vec<Target>>;
     /// Redis `instantaneous_ops_per_sec`; `None` when it cannot be read.
     async fn redis_ops(&self) -> Option<f64>;
@@ -213,15 +213,8 @@ impl Autoscaler {
                     )
                     .await;
                 self.drain = Some(
-                    self.start_drain(
-                        cluster,
-                        victims.clone(),
-                        pods,
-                        current,
-                        decision,
-                        drain_timeout,
-                    )
-                    .await,
+                    self.start_drain(cluster, victims.clone(), current, decision, drain_timeout)
+                        .await,
                 );
             }
         }
@@ -233,7 +226,6 @@ impl Autoscaler {
         &self,
         cluster: &Arc<dyn Cluster>,
         victims: Vec<(String, String)>,
-        pods: Vec<String>,
         current: i32,
         decision: &Decision,
         drain_timeout: Duration,
@@ -242,6 +234,7 @@ impl Autoscaler {
         let (workload, drains) = (cluster.workload(), cluster.drains().await);
         let (flag, reporter, owned) = (cancel.clone(), cluster.clone(), self.status.clone());
         let (desired, reason) = (decision.desired, decision.reason.clone());
+        let pods: Vec<String> = victims.iter().map(|(pod, _)| pod.clone()).collect();
         let names = pods.clone();
         let task = tokio::spawn(async move {
             let outcome = drain::scale_down(

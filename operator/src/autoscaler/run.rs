@@ -167,7 +167,7 @@ impl Cluster for KubeCluster {
     }
 }
 
-/// Running pods of the cluster's chat-servers, with their admin `/metrics` URL.
+/// Running pods of the cluster's chat-servers, with their admin API's base URL.
 async fn targets(
     client: &Client,
     cc: &ChatCluster,

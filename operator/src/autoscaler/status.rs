@@ -86,4 +86,25 @@ mod tests {
         assert_eq!(written["lastScaleReason"], "connections 42 above target");
         assert!(written["lastScaleTime"].is_string());
     }
+
+    #[test]
+    fn every_field_is_one_the_crd_status_declares() {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(crate::api::ChatCluster::crd()).unwrap();
+        let declared = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+            ["properties"];
+        let mut status = AutoscalerStatus {
+            connections: Some(1),
+            draining_pods: vec!["chat-1".into()],
+            ..Default::default()
+        };
+        status.scaled("a reason");
+        let written = serde_json::to_value(&status).unwrap();
+        for field in written.as_object().unwrap().keys() {
+            assert!(
+                declared.get(field).is_some(),
+                "the CRD's status has no `{field}`: the API server would drop it"
+            );
+        }
+    }
 }
