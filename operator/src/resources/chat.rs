@@ -461,14 +461,7 @@ fn service(cc: &ChatCluster) -> Service {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::testing::cluster;
-
-    const MINIMAL: &str = "apiVersion: chatscale.dev/v1alpha1\nkind: ChatCluster\nmetadata: {name: team, namespace: apps, uid: 1234}\nspec: {routing: {host: chat.example.com}}\n";
-
-    /// The minimal manifest with `extra` added at the start of `spec`.
-    fn with_spec(extra: &str) -> ChatCluster {
-        cluster(&MINIMAL.replace("spec: {", &format!("spec: {{{extra}, ")))
-    }
+    use crate::api::testing::{MINIMAL, cluster, with_spec};
 
     fn generated() -> Generated {
         Generated {

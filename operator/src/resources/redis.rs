@@ -256,9 +256,7 @@ fn data_claim(cc: &ChatCluster, managed: &ManagedRedis) -> PersistentVolumeClaim
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::testing::cluster;
-
-    const MINIMAL: &str = "apiVersion: chatscale.dev/v1alpha1\nkind: ChatCluster\nmetadata: {name: team, namespace: apps, uid: 1234}\nspec: {routing: {host: chat.example.com}}\n";
+    use crate::api::testing::{MINIMAL, cluster};
 
     fn generated() -> Generated {
         Generated {

@@ -292,23 +292,14 @@ fn http_route(cc: &ChatCluster, gateway: &GatewayRouting) -> HTTPRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::testing::cluster;
+    use crate::api::testing::{MINIMAL, cluster};
     use serde_json::{Value, json};
-
-    const MINIMAL: &str = "apiVersion: chatscale.dev/v1alpha1
-kind: ChatCluster
-metadata: {name: team, namespace: apps, uid: \"1234\"}
-spec: {routing: {host: chat.example.com}}
-";
 
     /// A ChatCluster whose `spec.routing` is `routing` (YAML flow mapping body).
     fn with_routing(routing: &str) -> ChatCluster {
-        cluster(&format!(
-            "apiVersion: chatscale.dev/v1alpha1
-kind: ChatCluster
-metadata: {{name: team, namespace: apps, uid: \"1234\"}}
-spec: {{routing: {{host: chat.example.com, {routing}}}}}
-"
+        cluster(&MINIMAL.replace(
+            "{host: chat.example.com}",
+            &format!("{{host: chat.example.com, {routing}}}"),
         ))
     }
 

@@ -129,10 +129,9 @@ fn match_labels(labels: BTreeMap<String, String>) -> LabelSelector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::testing::cluster;
+    use crate::api::testing::{MINIMAL, cluster, with_spec};
 
-    const MINIMAL: &str = "apiVersion: chatscale.dev/v1alpha1\nkind: ChatCluster\nmetadata: {name: team, namespace: apps, uid: 1234}\nspec: {routing: {host: chat.example.com}}\n";
-    const EXTERNAL: &str = "redis: {external: {urlSecretRef: {name: mine, key: url}}}, ";
+    const EXTERNAL: &str = "redis: {external: {urlSecretRef: {name: mine, key: url}}}";
 
     fn operator_selector() -> BTreeMap<String, String> {
         BTreeMap::from([("app.kubernetes.io/name".into(), "chatscale-operator".into())])
@@ -231,7 +230,7 @@ mod tests {
 
     #[test]
     fn external_redis_has_no_redis_policy() {
-        let cc = cluster(&MINIMAL.replace("spec: {", &format!("spec: {{{EXTERNAL}")));
+        let cc = with_spec(EXTERNAL);
         let objects = objects(&cc).unwrap();
         let kinds: Vec<_> = objects
             .iter()
