@@ -41,6 +41,13 @@ use tokio::process::Command;
 
 const TOKEN: &str = "autoscale-local-test-token";
 const TARGET: i32 = 10;
+/// The Events of a scale-up and then a scale-down that drained its pods.
+const UP_THEN_DRAINED_DOWN: [Reason; 4] = [
+    Reason::ScaledUp,
+    Reason::DrainStarted,
+    Reason::DrainCompleted,
+    Reason::ScaledDown,
+];
 
 /// Chat-server processes in fixed port slots (nginx knows every slot).
 struct Pods {
@@ -371,12 +378,7 @@ async fn ramps_up_to_three_servers_and_drains_back_to_one_losing_nothing() -> an
         "only marked pods went: {removed:?}"
     );
     let events = cluster.events();
-    for reason in [
-        Reason::ScaledUp,
-        Reason::DrainStarted,
-        Reason::DrainCompleted,
-        Reason::ScaledDown,
-    ] {
+    for reason in UP_THEN_DRAINED_DOWN {
         assert!(events.contains(&reason), "{reason} in {events:?}");
     }
     // Status is written whole every time (server-side apply drops the fields
@@ -468,12 +470,7 @@ async fn redis_throughput_alone_scales_up_and_back_down() -> anyhow::Result<()> 
     })
     .await?;
     let events = cluster.events();
-    for reason in [
-        Reason::ScaledUp,
-        Reason::DrainStarted,
-        Reason::DrainCompleted,
-        Reason::ScaledDown,
-    ] {
+    for reason in UP_THEN_DRAINED_DOWN {
         assert!(events.contains(&reason), "{reason} in {events:?}");
     }
     let removed = pods.removed.lock().unwrap().clone();

@@ -185,20 +185,22 @@ async fn scale_up_drain_aware_scale_down_and_a_rolling_deploy_lose_nothing() -> 
             "the ReplicaSet controller deleted an unmarked pod: {deletion:?}"
         );
     }
-    // Still Ready when deleted: the ReplicaSet chose them by their deletion
-    // cost alone (pods not Ready go first whatever their cost).
+    // Measured, not asserted: a draining pod turns not Ready (its /readyz
+    // answers 503), so it may be unready when the ReplicaSet deletes it.
     let ready_when_deleted = removed.iter().filter(|d| d.ready).count();
-    let removed_names: BTreeSet<&str> = removed.iter().map(|d| d.pod.as_str()).collect();
-    // (A chat-server that started before Redis did may have exited once
-    // before `settled`, and been restarted.)
-    for exit in journal
-        .exits
-        .iter()
-        .filter(|e| removed_names.contains(e.pod.as_str()) && e.at > settled)
-    {
+    // Each removed pod's last exit is its drain. (A chat-server that started
+    // before Redis did may have exited once before `settled`, and been
+    // restarted.)
+    for deletion in &removed {
+        let exit = journal
+            .exits
+            .iter()
+            .rev()
+            .find(|e| e.pod == deletion.pod && e.at > settled);
         assert!(
-            exit.graceful(),
-            "a drained pod exits 0 on SIGTERM: {exit:?}"
+            exit.is_some_and(|e| e.graceful()),
+            "{} exits 0 on SIGTERM after its drain: {exit:?}",
+            deletion.pod
         );
     }
     let scale_down_moves = fleet.call(json!({"op": "moves"})).await?;

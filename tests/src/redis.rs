@@ -2,7 +2,7 @@
 
 use std::{process::Stdio, sync::Arc, time::Duration};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use tokio::process::{Child, Command};
 
 /// A real redis-server on a free loopback port, without persistence; killed when dropped.
@@ -13,9 +13,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub async fn start() -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = crate::free_port();
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -31,16 +29,16 @@ impl RedisServer {
             .kill_on_drop(true)
             .spawn()
             .context("starting redis-server (Debian package redis-server)")?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            if tokio::time::Instant::now() > deadline {
-                bail!("redis-server did not listen on {port}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::wait_until(
+            &format!("redis-server listening on {port}"),
+            Duration::from_secs(10),
+            || async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+            },
+        )
+        .await?;
         Ok(Self {
             child,
             url: format!("redis://127.0.0.1:{port}"),

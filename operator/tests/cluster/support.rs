@@ -274,23 +274,17 @@ pub fn install_crds(prefix: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Polls `check` (every 200 ms, for at most [`WAIT`]) until it returns Some.
+/// Polls `check` (for at most [`WAIT`]) until it returns Some.
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return Ok(value);
-        }
-        anyhow::ensure!(
-            start.elapsed() < WAIT,
-            "timed out after {WAIT:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    chatscale_tests::wait_for(what, WAIT, || {
+        let checked = check();
+        async move { Ok(checked.await) }
+    })
+    .await
 }
 
 /// Makes sure the ChatCluster CRD is installed (by a release of the chart,

@@ -119,10 +119,17 @@ async function moves() {
   // Wait until every client told to move has reconnected (or 30 s).
   await waitFor(() => clients.every((c) => !c.moved || c.moved.reconnectedAt), { timeoutMs: 30_000, everyMs: 50, what: 'moved clients back' })
     .catch(() => {});
+  const summary = movedSummary();
+  for (const c of clients) c.moved = null;
+  return summary;
+}
+
+// The clients told to move since the last `moves`: how many, how many are
+// still away, and the slowest reconnect (null while one is still away).
+function movedSummary() {
   const moved = clients.filter((c) => c.moved);
   const slowest = Math.max(0, ...moved.map((c) => (c.moved.reconnectedAt ?? Infinity) - c.moved.at));
   const pending = moved.filter((c) => !c.moved.reconnectedAt).length;
-  for (const c of moved) c.moved = null;
   return { moved: moved.length, pending, slowestMoveMs: Number.isFinite(slowest) ? Math.round(slowest) : null };
 }
 
@@ -147,7 +154,7 @@ async function finish() {
     });
   let missing = 0;
   for (const c of clients) missing += c.missingUpTo(final);
-  const moved = clients.filter((c) => c.moved);
+  const { moved, slowestMoveMs } = movedSummary();
   return {
     final,
     clients: clients.length,
@@ -155,8 +162,8 @@ async function finish() {
     missing,
     duplicatesDropped: clients.reduce((n, c) => n + c.duplicates, 0),
     joinRetries,
-    moved: moved.length,
-    slowestMoveMs: Math.round(Math.max(0, ...moved.map((c) => (c.moved.reconnectedAt ?? Infinity) - c.moved.at))),
+    moved,
+    slowestMoveMs,
   };
 }
 

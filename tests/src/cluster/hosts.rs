@@ -106,13 +106,16 @@ async fn names(client: &Client) -> anyhow::Result<BTreeMap<String, String>> {
 /// Ready and not terminating: what an EndpointSlice would list as ready.
 pub fn serving(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none()
-        && pod.status.as_ref().is_some_and(|s| {
-            s.pod_ip.is_some()
-                && s.conditions
-                    .iter()
-                    .flatten()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-        })
+        && pod.status.as_ref().is_some_and(|s| s.pod_ip.is_some())
+        && ready(pod)
+}
+
+/// The pod's Ready condition is True.
+pub fn ready(pod: &Pod) -> bool {
+    pod.status
+        .iter()
+        .flat_map(|s| s.conditions.iter().flatten())
+        .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 fn render(original: &str, entries: &BTreeMap<String, String>) -> String {

@@ -412,7 +412,7 @@ async fn start(options: Options) -> anyhow::Result<(ControlPlane, Vec<Process>)>
         ),
     )?;
     let client = client_from(&kubeconfig).await?;
-    wait_for("kube-apiserver /readyz", &mut processes, || async {
+    wait_while_running("kube-apiserver /readyz", &mut processes, || async {
         client
             .request_text(http::Request::get("/readyz").body(vec![]).unwrap())
             .await
@@ -484,7 +484,7 @@ async fn start(options: Options) -> anyhow::Result<(ControlPlane, Vec<Process>)>
             .create(&PostParams::default(), &fake_node(name)?)
             .await?;
     }
-    wait_for("kwok nodes Ready", &mut processes, || async {
+    wait_while_running("kwok nodes Ready", &mut processes, || async {
         let Ok(list) = nodes.list(&Default::default()).await else {
             return false;
         };
@@ -503,7 +503,7 @@ async fn start(options: Options) -> anyhow::Result<(ControlPlane, Vec<Process>)>
     // Pods can be created in a namespace once its default ServiceAccount exists.
     let service_accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
         Api::namespaced(client.clone(), "default");
-    wait_for("the ServiceAccount controller", &mut processes, || async {
+    wait_while_running("the ServiceAccount controller", &mut processes, || async {
         service_accounts
             .get_opt("default")
             .await
@@ -569,7 +569,11 @@ fn node_ready(node: &Node) -> bool {
 
 /// Polls `check` until it holds, failing early (with its log) when a process
 /// has exited, and after two minutes.
-async fn wait_for<F, Fut>(what: &str, processes: &mut [Process], mut check: F) -> anyhow::Result<()>
+async fn wait_while_running<F, Fut>(
+    what: &str,
+    processes: &mut [Process],
+    mut check: F,
+) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -601,7 +605,7 @@ where
 }
 
 async fn wait_for_port(what: &str, port: u16, processes: &mut [Process]) -> anyhow::Result<()> {
-    wait_for(what, processes, || async {
+    wait_while_running(what, processes, || async {
         tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()

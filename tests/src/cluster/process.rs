@@ -83,7 +83,7 @@ pub fn die_with_parent(command: &mut Command) {
 /// that thread ends.
 pub fn spawn_durable(mut command: Command) -> std::io::Result<Child> {
     type Request = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
-    static SPAWNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Request>>> =
+    static SPAWNER: std::sync::OnceLock<std::sync::mpsc::Sender<Request>> =
         std::sync::OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<Request>();
@@ -98,13 +98,11 @@ pub fn spawn_durable(mut command: Command) -> std::io::Result<Child> {
                 // until the process exits.
             })
             .expect("a spawner thread");
-        std::sync::Mutex::new(tx)
+        tx
     });
     die_with_parent(&mut command);
     let (reply, answer) = std::sync::mpsc::channel();
     spawner
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
         .send((command, reply))
         .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
     answer

@@ -41,6 +41,8 @@ use probe::{Counter, Schedule};
 
 /// The PATH every pod's program gets.
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// How long a container that ended waits before it starts again.
+const RESTART_BACKOFF: Duration = Duration::from_secs(1);
 
 /// How a container's process ended.
 #[derive(Clone, Debug)]
@@ -74,7 +76,6 @@ pub struct Deletion {
     /// Whether its Ready condition was still True (the ReplicaSet controller
     /// deletes pods that are not Ready before any others).
     pub ready: bool,
-    pub at: Instant,
 }
 
 /// A change of a pod's Ready condition, as the runner set it.
@@ -220,6 +221,9 @@ struct ContainerRun {
     last_exit: Option<Exit>,
     ready: Counter,
     next_probe: Instant,
+    /// When a process that ended may start again (restartPolicy Always,
+    /// after a short back-off).
+    next_start: Instant,
 }
 
 /// A child that is SIGKILLed when dropped (when the runner goes away).
@@ -384,6 +388,7 @@ async fn prepare(shared: &Shared, pod: &Pod, pod_dir: &Path) -> anyhow::Result<V
             last_exit: None,
             ready: Counter::new(false),
             next_probe: Instant::now() + readiness_delay,
+            next_start: Instant::now(),
         });
     }
     Ok(runs)
@@ -433,15 +438,27 @@ async fn check(shared: &Shared, pod: &Pod, container: &mut ContainerRun) -> bool
         container.last_exit = Some(exit);
         container.child = None;
         container.ready = Counter::new(false);
+        container.next_start = Instant::now() + RESTART_BACKOFF;
         changed = true;
     }
     if container.child.is_none() {
-        // restartPolicy Always, after a short back-off.
-        let ended = container.last_exit.as_ref().map(|e| e.at);
-        if ended.is_some_and(|at| at.elapsed() >= Duration::from_secs(1)) {
-            container.restarts += 1;
-            if start(container).is_ok() {
-                changed = true;
+        if Instant::now() >= container.next_start {
+            match start(container) {
+                Ok(()) => {
+                    container.restarts += 1;
+                    changed = true;
+                }
+                Err(error) => {
+                    let message = format!(
+                        "{}/{}: restarting {}: {error:#}",
+                        pod.namespace().unwrap_or_default(),
+                        pod.name_any(),
+                        container.spec.name
+                    );
+                    eprintln!("pod runner: {message}");
+                    shared.journal.lock().unwrap().errors.push(message);
+                    container.next_start = Instant::now() + RESTART_BACKOFF;
+                }
             }
         }
         return changed;
@@ -480,12 +497,7 @@ async fn finish(
         namespace: pod.namespace().unwrap_or_default(),
         pod: name.clone(),
         annotations: pod.annotations().clone(),
-        ready: pod
-            .status
-            .iter()
-            .flat_map(|s| s.conditions.iter().flatten())
-            .any(|c| c.type_ == "Ready" && c.status == "True"),
-        at: Instant::now(),
+        ready: super::hosts::ready(pod),
     });
     let grace = pod
         .metadata
