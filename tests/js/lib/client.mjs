@@ -4,16 +4,27 @@ import { io } from 'socket.io-client';
 function connectOnce(url, options) {
   const socket = io(url, { forceNew: true, reconnection: false, ...options });
   return new Promise((resolve, reject) => {
+    let unanswered;
     const fail = (error) => {
+      clearTimeout(unanswered);
       socket.off('connect', connected);
+      socket.off('disconnect', closedEarly);
       socket.close();
       reject(error);
     };
     const connected = () => {
+      clearTimeout(unanswered);
       socket.off('connect_error', fail);
       socket.off('disconnect', closedEarly);
       resolve(socket);
     };
+    // socket.io-client's `timeout` covers the Engine.IO handshake only: a
+    // session whose Socket.IO CONNECT goes unanswered would wait for ever.
+    if (options.timeout) {
+      unanswered = setTimeout(() => fail(Object.assign(
+        new Error(`no CONNECT answer within ${options.timeout} ms`), { type: 'TransportError' },
+      )), options.timeout);
+    }
     // A transport that closes after the handshake but before the Socket.IO
     // CONNECT answer (its server went away) ends in `disconnect`, not in
     // `connect_error`: without this the promise would never settle.

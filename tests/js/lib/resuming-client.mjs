@@ -58,9 +58,9 @@ export class ResumingClient {
     const agent = new http.Agent({ localAddress: this.localAddress, keepAlive: true });
     this.note(resume ? `resume after ${this.contiguous}` : 'join');
     // A connection attempt that gets no CONNECT answer within 5 s is given
-    // up and tried again (socket.io-client's default waits 20 s): seen about
-    // once in 20 lifecycle runs, a session whose CONNECT went unanswered after
-    // its WebSocket upgrade while pods came and went.
+    // up and tried again (connect() times out the CONNECT answer too, which
+    // socket.io-client's own timeout does not): seen in about 1 lifecycle run
+    // in 20, a session whose CONNECT went unanswered while pods came and went.
     const socket = await connect(this.url, { agent, withCredentials: this.cookies, timeout: 5_000 });
     this.note(`connected ${socket.io.engine.id}`);
     this.socket = socket;
