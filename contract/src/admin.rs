@@ -7,6 +7,15 @@
 //! - `POST   /drain`: starts a drain; `202 Accepted` with the status;
 //! - `DELETE /drain`: cancels it; the status, or [`CANCEL_TOO_LATE`] once drained
 //!   (a drained server cannot serve again).
+//!
+//! Shed API, for rebalancing (same token):
+//! - `GET    /shed`: the [`ShedStatus`];
+//! - `POST   /shed` with a [`ShedRequest`]: closes that many connections'
+//!   transports at that rate, refusing new sessions (503) until done; it
+//!   replaces a shed in progress. `202 Accepted` with the status. A body that
+//!   is not a valid [`ShedRequest`] gets `400` and changes nothing; a server
+//!   that drains answers [`SHED_WHILE_DRAINING`] and changes nothing;
+//! - `DELETE /shed`: stops shedding (new sessions are welcome again); the status.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,8 +28,16 @@ pub const READYZ: &str = "/readyz";
 /// The drain API.
 pub const DRAIN: &str = "/drain";
 
+/// The shed API.
+pub const SHED: &str = "/shed";
+
 /// HTTP status of a `DELETE /drain` that came after the drain finished.
 pub const CANCEL_TOO_LATE: u16 = 409;
+/// HTTP status of a `POST /shed` to a server that drains (it moves every
+/// client already).
+pub const SHED_WHILE_DRAINING: u16 = 409;
+/// The highest shed rate a server accepts, connections per second.
+pub const SHED_RATE_MAX: u32 = 10_000;
 
 /// `http://<address>` and a path of this API.
 pub fn url(base: &str, path: &str) -> String {
@@ -49,6 +66,51 @@ pub struct DrainStatus {
     /// Milliseconds since the Unix epoch; absent while serving.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<u64>,
+}
+
+/// The body of `POST /shed`: move `connections` clients off this server, at
+/// most `per_second` of them per second (1..=[`SHED_RATE_MAX`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShedRequest {
+    pub connections: u64,
+    pub per_second: u32,
+}
+
+impl ShedRequest {
+    /// Why a request is refused, if it is.
+    pub fn check(&self) -> Result<(), String> {
+        if self.connections == 0 {
+            return Err("connections must be at least 1".into());
+        }
+        if !(1..=SHED_RATE_MAX).contains(&self.per_second) {
+            return Err(format!("perSecond must be 1..{SHED_RATE_MAX}"));
+        }
+        Ok(())
+    }
+}
+
+/// Whether a server sheds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShedState {
+    /// Not shedding: new sessions are welcome (unless the server drains).
+    Idle,
+    /// Closing connections' transports; new sessions get 503.
+    Shedding,
+}
+
+/// The body of `GET /shed` (and of the other shed calls).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShedStatus {
+    pub state: ShedState,
+    /// Connections still to close in the shed in progress.
+    pub remaining: u64,
+    /// Connections this server has shed since it started.
+    pub shed_total: u64,
+    /// Sockets connected to this server now.
+    pub sockets: usize,
 }
 
 /// The metrics the operator reads from `/metrics` (chat-server exports more:
@@ -82,6 +144,31 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn shed_requests_are_checked() {
+        let ok: ShedRequest = serde_json::from_str(r#"{"connections":8,"perSecond":20}"#).unwrap();
+        assert_eq!(ok.check(), Ok(()));
+        for (body, refused) in [
+            (r#"{"connections":0,"perSecond":20}"#, true),
+            (r#"{"connections":8,"perSecond":0}"#, true),
+            (r#"{"connections":8,"perSecond":10001}"#, true),
+        ] {
+            let request: ShedRequest = serde_json::from_str(body).unwrap();
+            assert_eq!(request.check().is_err(), refused, "{body}");
+        }
+        for malformed in [
+            r#"{"connections":-1,"perSecond":20}"#,
+            r#"{"connections":8}"#,
+            r#"{"connections":8,"perSecond":20,"extra":1}"#,
+            r#"[8,20]"#,
+        ] {
+            assert!(
+                serde_json::from_str::<ShedRequest>(malformed).is_err(),
+                "{malformed}"
+            );
+        }
     }
 
     #[test]
