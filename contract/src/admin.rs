@@ -118,6 +118,8 @@ pub struct ShedStatus {
 pub mod metrics {
     /// Gauge: Socket.IO sockets connected to this server, the autoscaler's load signal.
     pub const CONNECTED_SOCKETS: &str = "chat_connected_sockets";
+    /// Gauge: 1 while this server sheds connections for a rebalance, else 0.
+    pub const SHEDDING: &str = "chat_shedding";
 }
 
 #[cfg(test)]

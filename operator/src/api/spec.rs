@@ -341,6 +341,65 @@ pub struct AutoscalingSpec {
     /// How fast to scale up and down, as in the HorizontalPodAutoscaler's `behavior`.
     #[serde(default)]
     pub behavior: ScalingBehavior,
+    /// Moving connections off pods far above the mean (connections are
+    /// sticky: after a scale-up the old pods keep theirs).
+    #[serde(default)]
+    pub rebalance: RebalanceSpec,
+}
+
+/// Rebalancing: a ready pod that holds more than `deadZonePercent` above the
+/// mean of the ready pods, for `afterSeconds`, is asked to shed connections
+/// at `connectionsPerSecond` until it is halfway back into the zone. While it
+/// sheds it refuses new sessions, so its clients reconnect to other pods and
+/// resume. Never while a scale-down drains.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RebalanceSpec {
+    /// Rebalance at all (when false, the autoscaler sizes for the hottest pod instead).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// How far above the mean a pod may be before it sheds, in percent.
+    #[serde(default = "default_dead_zone")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000").message("rebalance.deadZonePercent must be 1..1000"))]
+    pub dead_zone_percent: i32,
+    /// Connections per second one pod closes while it sheds.
+    #[serde(default = "default_shed_rate")]
+    #[x_kube(validation = shed_rate_rule())]
+    pub connections_per_second: i32,
+    /// Seconds a pod must stay above the zone before it sheds (so a short burst moves nobody).
+    #[serde(default = "default_rebalance_after")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 3600").message("rebalance.afterSeconds must be 0..3600"))]
+    pub after_seconds: i32,
+}
+
+impl Default for RebalanceSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dead_zone_percent: default_dead_zone(),
+            connections_per_second: default_shed_rate(),
+            after_seconds: default_rebalance_after(),
+        }
+    }
+}
+
+fn default_dead_zone() -> i32 {
+    15
+}
+
+fn default_shed_rate() -> i32 {
+    50
+}
+
+fn default_rebalance_after() -> i32 {
+    30
+}
+
+/// The shed rates chat-server accepts.
+fn shed_rate_rule() -> kube::core::Rule {
+    let max = chatscale_contract::admin::SHED_RATE_MAX;
+    kube::core::Rule::new(format!("self >= 1 && self <= {max}"))
+        .message(format!("rebalance.connectionsPerSecond must be 1..{max}").as_str())
 }
 
 impl Default for AutoscalingSpec {
@@ -355,6 +414,7 @@ impl Default for AutoscalingSpec {
             interval_seconds: default_interval(),
             tolerance: default_tolerance(),
             behavior: ScalingBehavior::default(),
+            rebalance: RebalanceSpec::default(),
         }
     }
 }
@@ -503,6 +563,11 @@ pub struct DrainSpec {
     #[serde(default = "default_drain_rate")]
     #[x_kube(validation = in_range(settings::DRAIN_RATE, "drain.rate"))]
     pub rate: i32,
+    /// When a scale-down removes several pods, each starts draining this many
+    /// seconds after the previous one, so their clients do not reconnect at once.
+    #[serde(default = "default_drain_stagger")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 600").message("drain.staggerSeconds must be 0..600"))]
+    pub stagger_seconds: i32,
 }
 
 impl Default for DrainSpec {
@@ -510,12 +575,17 @@ impl Default for DrainSpec {
         Self {
             timeout_seconds: default_drain_timeout(),
             rate: default_drain_rate(),
+            stagger_seconds: default_drain_stagger(),
         }
     }
 }
 
 fn default_drain_timeout() -> i32 {
     settings::DRAIN_TIMEOUT_SECONDS.default as i32
+}
+
+fn default_drain_stagger() -> i32 {
+    10
 }
 
 fn default_drain_rate() -> i32 {

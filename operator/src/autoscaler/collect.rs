@@ -6,15 +6,23 @@
 
 use std::time::Duration;
 
-use chatscale_contract::admin::{self, metrics::CONNECTED_SOCKETS};
+use chatscale_contract::admin::{
+    self,
+    metrics::{CONNECTED_SOCKETS, SHEDDING},
+};
 use futures::{StreamExt, stream};
 
-use super::decide::Signals;
+use super::{
+    decide::{Busiest, Signals},
+    rebalance::Load,
+};
 
 /// What one pod's `/metrics` said.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodMetrics {
     pub connections: u64,
+    /// It sheds connections for a rebalance (`chat_shedding` is 1).
+    pub shedding: bool,
 }
 
 /// A pod to scrape.
@@ -53,6 +61,8 @@ pub fn parse(text: &str) -> Result<PodMetrics, String> {
         gauge(CONNECTED_SOCKETS).ok_or(format!("no {CONNECTED_SOCKETS} in /metrics"))?;
     Ok(PodMetrics {
         connections: connections.max(0.0) as u64,
+        // Servers from before rebalancing do not export it: they never shed.
+        shedding: gauge(SHEDDING).is_some_and(|v| v > 0.0),
     })
 }
 
@@ -90,18 +100,46 @@ async fn scrape_one(client: &reqwest::Client, url: &str) -> Result<PodMetrics, S
     parse(&response.text().await.map_err(|e| e.to_string())?)
 }
 
-/// The policy's input: total connections if every ready pod reported.
-pub fn signals(scrapes: &[Scrape], redis_ops: Option<f64>) -> Signals {
+/// The policy's input: total connections if every ready pod reported, and
+/// the busiest ready pod unless rebalancing can move its connections.
+pub fn signals(scrapes: &[Scrape], redis_ops: Option<f64>, can_rebalance: bool) -> Signals {
     let complete = scrapes.iter().all(|s| s.metrics.is_ok() || !s.target.ready);
     let total = scrapes
         .iter()
         .filter_map(|s| s.metrics.as_ref().ok())
         .map(|m| m.connections)
         .sum();
+    let ready = loads(scrapes);
+    let stuck = ready
+        .iter()
+        .map(|l| l.connections)
+        .max()
+        .filter(|_| complete && !can_rebalance)
+        .map(|connections| Busiest {
+            connections,
+            ready: ready.len() as u32,
+        });
     Signals {
         connections: complete.then_some(total),
         redis_ops,
+        stuck,
     }
+}
+
+/// The ready pods that reported, for rebalancing.
+pub fn loads(scrapes: &[Scrape]) -> Vec<Load<String>> {
+    scrapes
+        .iter()
+        .filter(|s| s.target.ready)
+        .filter_map(|s| {
+            let metrics = s.metrics.as_ref().ok()?;
+            Some(Load {
+                pod: s.target.pod.clone(),
+                connections: metrics.connections,
+                shedding: metrics.shedding,
+            })
+        })
+        .collect()
 }
 
 /// `instantaneous_ops_per_sec` from Redis `INFO stats`; `None` if Redis cannot be read.
@@ -135,7 +173,15 @@ mod tests {
 
     #[test]
     fn parses_the_chat_server_gauges() {
-        assert_eq!(parse(SAMPLE).unwrap(), PodMetrics { connections: 42 });
+        assert_eq!(
+            parse(SAMPLE).unwrap(),
+            PodMetrics {
+                connections: 42,
+                shedding: false
+            }
+        );
+        let shedding = format!("{SAMPLE}# TYPE chat_shedding gauge\nchat_shedding 1\n");
+        assert!(parse(&shedding).unwrap().shedding);
         assert!(parse("# nothing here\nother_metric 1\n").is_err());
     }
 
@@ -183,7 +229,15 @@ mod tests {
             Duration::from_secs(2),
         )
         .await;
-        assert_eq!(signals(&all_ok, None).connections, Some(84));
+        assert_eq!(signals(&all_ok, None, true).connections, Some(84));
+        assert_eq!(
+            signals(&all_ok, None, false).stuck,
+            Some(Busiest {
+                connections: 42,
+                ready: 2
+            }),
+            "without rebalancing the busiest pod counts"
+        );
 
         let started = std::time::Instant::now();
         let with_hung = scrape_all(
@@ -197,7 +251,7 @@ mod tests {
             "the timeout bounds the scrape"
         );
         assert_eq!(
-            signals(&with_hung, None).connections,
+            signals(&with_hung, None, true).connections,
             None,
             "a ready pod did not answer"
         );
@@ -209,11 +263,8 @@ mod tests {
         )
         .await;
         assert_eq!(
-            signals(&starting, Some(10.0)),
-            Signals {
-                connections: Some(42),
-                redis_ops: Some(10.0)
-            },
+            signals(&starting, Some(10.0), true),
+            Signals::new(Some(42), Some(10.0)),
             "a starting pod may be silent"
         );
     }

@@ -288,7 +288,8 @@ fn plan(
     draining: bool,
 ) -> Plan {
     let current = seen.current;
-    let signals = collect::signals(&seen.scrapes, seen.redis_ops);
+    let can_rebalance = spec.rebalance.enabled && !draining;
+    let signals = collect::signals(&seen.scrapes, seen.redis_ops, can_rebalance);
     let decision = decide(spec, now, current, signals, history);
     let mut done = decision.clone();
     let (direction, act) = match decision.desired.cmp(&current) {

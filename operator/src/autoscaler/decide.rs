@@ -9,6 +9,15 @@
 //!    (22% at the default 0.1) above the peak of the scale-down window. This
 //!    is what keeps a noisy plateau from scaling down and straight back up.
 //!    The recommendation is the largest over the signals.
+//!    Connections are sticky, so the total is not the whole story: a pod
+//!    can be overloaded while the mean is fine (its clients arrived before
+//!    a scale-up). Rebalancing moves them (see `rebalance`); while it cannot
+//!    (it is disabled, or a scale-down drains), the busiest pod is a signal
+//!    of its own when it is both above the band and above the band around
+//!    the mean: it recommends the pods for the total plus
+//!    `ceil((busiest − target) / target)`, room for its surplus, so that new
+//!    sessions land elsewhere while its old ones end. This never compounds:
+//!    it depends on the total and the busiest pod, not on the current count.
 //!    Load is the cluster total, so pods that are still starting (and carry
 //!    no connections yet) change nothing: they count neither as load nor as
 //!    missing metrics; only ready pods that fail to report count as missing.
@@ -33,6 +42,29 @@ pub struct Signals {
     pub connections: Option<u64>,
     /// Redis operations per second; `None` when Redis could not be read.
     pub redis_ops: Option<f64>,
+    /// The busiest ready pod, when rebalancing cannot move its connections;
+    /// `None` when rebalancing can (then the total is enough).
+    pub stuck: Option<Busiest>,
+}
+
+/// The busiest of the ready pods.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Busiest {
+    /// Its connections.
+    pub connections: u64,
+    /// How many ready pods share the total.
+    pub ready: u32,
+}
+
+impl Signals {
+    /// Total connections (if known) and Redis ops/s; nothing is stuck.
+    pub fn new(connections: Option<u64>, redis_ops: Option<f64>) -> Self {
+        Self {
+            connections,
+            redis_ops,
+            stuck: None,
+        }
+    }
 }
 
 /// Past recommendations and scale events, for windows and step limits.
@@ -187,7 +219,33 @@ fn recommend(spec: &AutoscalingSpec, current: i32, signals: Signals) -> (i32, St
             first = false;
         }
     }
+    if let Some((wanted, why)) = for_the_busiest(spec, signals)
+        && wanted > best.0
+    {
+        best = (wanted, why);
+    }
     best
+}
+
+/// The busiest pod's own recommendation, when its connections are stuck
+/// (see the module documentation).
+fn for_the_busiest(spec: &AutoscalingSpec, signals: Signals) -> Option<(i32, String)> {
+    let (total, busiest) = (signals.connections?, signals.stuck?);
+    let target = f64::from(spec.target_connections_per_pod.max(1));
+    let hot = busiest.connections as f64;
+    let mean = total as f64 / f64::from(busiest.ready.max(1));
+    let band = 1.0 + spec.tolerance;
+    if hot <= target * band || hot <= mean * band {
+        return None;
+    }
+    let wanted = (total as f64 / target).ceil() + ((hot - target) / target).ceil();
+    let wanted = wanted.min(f64::from(i32::MAX)) as i32;
+    Some((
+        wanted,
+        format!(
+            "busiest pod {hot:.0} at {target:.0} per pod (mean {mean:.0}) and rebalancing cannot move it: {wanted} pods"
+        ),
+    ))
 }
 
 /// True when `t` lies within the last `seconds` before `now`.
@@ -260,10 +318,7 @@ mod tests {
     }
 
     fn seen(connections: u64) -> Signals {
-        Signals {
-            connections: Some(connections),
-            redis_ops: None,
-        }
+        Signals::new(Some(connections), None)
     }
 
     /// Runs decisions every 15 s; returns the replica counts.
@@ -273,16 +328,7 @@ mod tests {
         let mut out = Vec::new();
         for (i, load) in loads.iter().enumerate() {
             let now = 15 * i as u64;
-            let decision = decide(
-                spec,
-                now,
-                current,
-                Signals {
-                    connections: *load,
-                    redis_ops: None,
-                },
-                &history,
-            );
+            let decision = decide(spec, now, current, Signals::new(*load, None), &history);
             history.record(now, current, &decision);
             current = decision.desired;
             out.push(current);
@@ -328,10 +374,7 @@ mod tests {
             target_redis_ops_per_pod: 500,
             ..spec()
         };
-        let signals = Signals {
-            connections: Some(1000),
-            redis_ops: Some(4000.0),
-        };
+        let signals = Signals::new(Some(1000), Some(4000.0));
         let decision = decide(&spec, 0, 2, signals, &History::default());
         assert_eq!(decision.desired, 6, "{}", decision.reason);
         assert!(decision.reason.contains("Redis"));
@@ -339,18 +382,46 @@ mod tests {
 
     #[test]
     fn missing_metrics_never_scale_down() {
-        let decision = decide(
-            &spec(),
-            0,
-            8,
-            Signals {
-                connections: None,
-                redis_ops: None,
-            },
-            &History::default(),
-        );
+        let decision = decide(&spec(), 0, 8, Signals::new(None, None), &History::default());
         assert_eq!(decision.desired, 8);
         assert!(decision.reason.contains("missing"));
+    }
+
+    #[test]
+    fn a_stuck_busy_pod_asks_for_room_for_its_surplus() {
+        // 10000 connections on 4 pods (mean 2500), one of them with 7000:
+        // the total asks for 10 pods' worth / 1000 = 10; the surplus of
+        // 6000 over the target asks for 6 more.
+        let stuck = |connections| Signals {
+            stuck: Some(Busiest {
+                connections,
+                ready: 4,
+            }),
+            ..seen(10_000)
+        };
+        let decision = decide(&spec(), 0, 4, stuck(7000), &History::default());
+        assert_eq!(decision.recommendation, 16, "{}", decision.reason);
+        assert!(decision.reason.contains("busiest"), "{}", decision.reason);
+        // Within the band of the target: the total alone decides.
+        let decision = decide(&spec(), 0, 10, stuck(1050), &History::default());
+        assert_eq!(decision.recommendation, 10, "{}", decision.reason);
+        // Rebalancing can move it: the total alone decides.
+        let decision = decide(&spec(), 0, 4, seen(10_000), &History::default());
+        assert_eq!(decision.recommendation, 10, "{}", decision.reason);
+    }
+
+    #[test]
+    fn a_busy_pod_in_a_balanced_cluster_is_the_totals_business() {
+        // Every pod at 1200: the busiest is at the mean, so it adds nothing.
+        let signals = Signals {
+            stuck: Some(Busiest {
+                connections: 1200,
+                ready: 4,
+            }),
+            ..seen(4800)
+        };
+        let decision = decide(&spec(), 0, 4, signals, &History::default());
+        assert_eq!(decision.recommendation, 5, "{}", decision.reason);
     }
 
     #[test]
@@ -418,7 +489,7 @@ mod tests {
             let mut current = start;
             for (i, load) in loads.iter().enumerate() {
                 let now = 15 * i as u64;
-                let decision = decide(&spec, now, current, Signals { connections: *load, redis_ops: None }, &history);
+                let decision = decide(&spec, now, current, Signals::new(*load, None), &history);
                 prop_assert!(decision.desired >= spec.min_replicas && decision.desired <= spec.max_replicas);
                 if load.is_none() && current >= spec.min_replicas && current <= spec.max_replicas {
                     prop_assert!(decision.desired >= current, "scaled down without metrics");

@@ -212,7 +212,10 @@ mod tests {
                 ready,
             },
             metrics: connections
-                .map(|c| PodMetrics { connections: c })
+                .map(|c| PodMetrics {
+                    connections: c,
+                    shedding: false,
+                })
                 .ok_or_else(|| "down".to_owned()),
         }
     }

@@ -6,6 +6,7 @@ pub mod collect;
 pub mod control;
 pub mod decide;
 pub mod drain;
+pub mod rebalance;
 pub mod run;
 pub mod sim;
 pub mod status;

@@ -214,10 +214,7 @@ impl Chatscale {
 
 impl Policy for Chatscale {
     fn evaluate(&mut self, now: u64, seen: Observation) -> i32 {
-        let signals = Signals {
-            connections: Some(seen.load),
-            redis_ops: None,
-        };
+        let signals = Signals::new(Some(seen.load), None);
         let decision = decide(&self.spec, now, seen.replicas, signals, &self.history);
         self.history.record(now, seen.replicas, &decision);
         decision.desired
