@@ -26,9 +26,10 @@ use async_trait::async_trait;
 use chatscale_operator::{
     api::AutoscalingSpec,
     autoscaler::{
+        admin_client::AdminClient,
         collect::{self, Target},
-        control::{Autoscaler, Cluster, Metrics},
-        drain::{DrainApi, HttpDrainApi, Workload},
+        control::{Autoscaler, Cluster, Metrics, Timing},
+        drain::Workload,
         status::AutoscalerStatus,
     },
     controller::Reason,
@@ -173,9 +174,12 @@ impl LocalCluster {
             loop {
                 every.tick().await;
                 let now = 1 + cluster.started.elapsed().as_secs();
-                let timeout = Duration::from_secs(30);
+                let timing = Timing {
+                    drain_timeout: Duration::from_secs(30),
+                    drain_stagger: Duration::from_secs(1),
+                };
                 if let Err(error) = autoscaler
-                    .tick(&dynamic, &spec, timeout, &metrics, now)
+                    .tick(&dynamic, &spec, timing, &metrics, now)
                     .await
                 {
                     eprintln!("autoscaler tick failed: {error:#}");
@@ -223,8 +227,8 @@ impl Cluster for LocalCluster {
         self.pods.clone()
     }
 
-    async fn drains(&self) -> Arc<dyn DrainApi> {
-        Arc::new(HttpDrainApi::new(TOKEN.into()))
+    async fn admin(&self) -> Arc<AdminClient> {
+        Arc::new(AdminClient::new(TOKEN.into()))
     }
 
     async fn event(&self, reason: Reason, note: String) {

@@ -1,7 +1,8 @@
 //! Drain-aware scale-down against real chat-server processes on a real
 //! redis-server (no Kubernetes): the emptiest pod is chosen, marked, drained
 //! through its admin API, and only then are replicas lowered; a scale-up
-//! during the drain cancels it.
+//! during the drain cancels it; the drains of a multi-pod scale-down start
+//! `stagger` apart.
 
 use std::{
     sync::{
@@ -12,9 +13,11 @@ use std::{
 };
 
 use async_trait::async_trait;
+use chatscale_contract::admin::{DrainState, DrainStatus};
 use chatscale_operator::autoscaler::{
+    admin_client::AdminClient,
     collect::{Target, scrape_all},
-    drain::{HttpDrainApi, Outcome, Workload, pick, scale_down},
+    drain::{DrainApi, Outcome, Pacing, Workload, pick, scale_down},
 };
 use chatscale_tests::{ChatServer, RedisServer, SocketClient, chat_server_bin};
 use serde_json::json;
@@ -67,6 +70,15 @@ async fn cluster(count: usize, extra: &[&str]) -> anyhow::Result<(RedisServer, V
     Ok((redis, servers))
 }
 
+/// A drain timeout in seconds, a poll interval in milliseconds, no stagger.
+fn pacing(timeout_seconds: u64, poll_ms: u64) -> Pacing {
+    Pacing {
+        timeout: Duration::from_secs(timeout_seconds),
+        poll: Duration::from_millis(poll_ms),
+        stagger: Duration::ZERO,
+    }
+}
+
 fn targets(servers: &[ChatServer]) -> Vec<Target> {
     servers
         .iter()
@@ -104,11 +116,10 @@ async fn the_emptiest_pod_is_drained_before_replicas_go_down() -> anyhow::Result
     let workload = RecordingWorkload::default();
     let outcome = scale_down(
         &workload,
-        &HttpDrainApi::new(TOKEN.into()),
+        &AdminClient::new(TOKEN.into()),
         &victims,
         1,
-        Duration::from_secs(30),
-        Duration::from_millis(100),
+        pacing(30, 100),
         &|| false,
     )
     .await?;
@@ -142,11 +153,10 @@ async fn a_scale_up_during_the_drain_cancels_it() -> anyhow::Result<()> {
     let seen = polls.clone();
     let outcome = scale_down(
         &workload,
-        &HttpDrainApi::new(TOKEN.into()),
+        &AdminClient::new(TOKEN.into()),
         &victims,
         0,
-        Duration::from_secs(30),
-        Duration::from_millis(50),
+        pacing(30, 50),
         // The first check runs after the drain started: the scale-up arrives then.
         &move || seen.swap(true, Ordering::SeqCst),
     )
@@ -173,11 +183,10 @@ async fn a_wrong_token_fails_the_scale_down_without_touching_replicas() -> anyho
     let workload = RecordingWorkload::default();
     let result = scale_down(
         &workload,
-        &HttpDrainApi::new("wrong".into()),
+        &AdminClient::new("wrong".into()),
         &victims,
         0,
-        Duration::from_secs(5),
-        Duration::from_millis(50),
+        pacing(5, 50),
         &|| false,
     )
     .await;
@@ -188,4 +197,61 @@ async fn a_wrong_token_fails_the_scale_down_without_touching_replicas() -> anyho
         "no replicas change"
     );
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drains_of_a_multi_pod_scale_down_start_stagger_apart() -> anyhow::Result<()> {
+    let (_redis, servers) = cluster(3, &[]).await?;
+    let victims: Vec<(String, String)> = (1..3)
+        .map(|i| (format!("pod-{i}"), servers[i].admin_url.clone()))
+        .collect();
+    let admin = AdminClient::new(TOKEN.into());
+    let workload = RecordingWorkload::default();
+    let stagger = Duration::from_millis(1500);
+    let outcome = scale_down(
+        &workload,
+        &admin,
+        &victims,
+        1,
+        Pacing {
+            stagger,
+            ..pacing(30, 50)
+        },
+        &|| false,
+    )
+    .await?;
+    assert_eq!(outcome, Outcome::Completed);
+    assert_eq!(
+        *workload.log.lock().unwrap(),
+        ["mark pod-1", "mark pod-2", "replicas 1"]
+    );
+    let mut started = Vec::new();
+    for (_, url) in &victims {
+        assert_eq!(admin.state(url).await?, DrainState::Drained);
+        let status: DrainStatus = serde_json::from_str(&get_drain(url).await?)?;
+        started.push(
+            status
+                .started_at
+                .expect("a drained server says when it started"),
+        );
+    }
+    // Milliseconds of two clocks reading: a few of slack below.
+    let apart = Duration::from_millis(started[1] - started[0]);
+    assert!(
+        apart + Duration::from_millis(20) >= stagger && apart < stagger + Duration::from_secs(2),
+        "the second drain started {apart:?} after the first, not {stagger:?}"
+    );
+    Ok(())
+}
+
+/// `GET /drain` with the token, as text.
+async fn get_drain(admin_url: &str) -> anyhow::Result<String> {
+    Ok(reqwest::Client::new()
+        .get(format!("{admin_url}/drain"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?)
 }

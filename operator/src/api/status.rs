@@ -35,6 +35,12 @@ pub struct ChatClusterStatus {
     /// Pods being drained before removal.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub draining_pods: Vec<String>,
+    /// Connections on the busiest ready pod, from the last scrape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busiest_pod_connections: Option<i64>,
+    /// Pods shedding connections for a rebalance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shedding_pods: Vec<String>,
     /// When the autoscaler last changed `spec.replicas`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scale_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,

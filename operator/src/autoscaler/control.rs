@@ -1,14 +1,20 @@
 //! One cluster's autoscaler, whatever runs its pods: observe (scrape the
-//! pods, read Redis), decide (the pure policy), act (scale up at once; scale
-//! down through a drain). Kubernetes implements [`Cluster`] in `run`; the
+//! pods, read Redis), decide (the pure policies: how many pods, which pods
+//! shed), act (scale up at once; scale down through a drain; ask pods far
+//! above the mean to shed). Kubernetes implements [`Cluster`] in `run`; the
 //! local end-to-end test implements it with chat-server processes.
 //!
 //! A scale-down drains in the background, so the autoscaler keeps observing
 //! while clients move. If a decision taken during the drain asks for more
 //! pods than run now, the drain is cancelled (its pods serve again, or are
 //! replaced if they had finished draining) before replicas go up.
+//!
+//! Rebalancing happens only in an evaluation that neither scales nor runs
+//! beside a drain: a shed is asked for once per pod, and the pod ends it by
+//! itself; the pod's `chat_shedding` gauge says when (`RebalanceCompleted`).
 
 use std::{
+    collections::BTreeMap,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -19,10 +25,14 @@ use std::{
 use async_trait::async_trait;
 use tokio::task::JoinHandle;
 
+use chatscale_contract::admin::ShedRequest;
+
 use super::{
+    admin_client::{AdminClient, ShedApi},
     collect::{self, Scrape, Target},
     decide::{Decision, History, decide},
-    drain::{self, DrainApi, Outcome, Workload},
+    drain::{self, Outcome, Pacing, Workload},
+    rebalance::{self, Imbalance, Shed, Zone},
     status::{AutoscalerStatus, OwnedStatus},
 };
 use crate::{api::AutoscalingSpec, controller::Reason};
@@ -44,8 +54,8 @@ pub trait Cluster: Send + Sync {
     async fn replicas(&self) -> anyhow::Result<i32>;
     /// Marks pods, sets replicas, replaces pods.
     fn workload(&self) -> Arc<dyn Workload>;
-    /// The pods' drain API, with the cluster's admin token.
-    async fn drains(&self) -> Arc<dyn DrainApi>;
+    /// The pods' admin API (drain and shed), with the cluster's admin token.
+    async fn admin(&self) -> Arc<AdminClient>;
     /// Records an Event.
     async fn event(&self, reason: Reason, note: String);
     /// Writes the autoscaler's status fields (a partial ChatCluster status).
@@ -58,6 +68,10 @@ pub struct Metrics {
     pub decisions: prometheus::IntCounterVec,
     /// Pods whose `/metrics` could not be scraped.
     pub scrape_failures: prometheus::IntCounter,
+    /// Shed requests sent to pods, by result (`ok`, `failed`).
+    pub shed_requests: prometheus::IntCounterVec,
+    /// Connections pods were asked to shed.
+    pub shed_connections: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -74,9 +88,22 @@ impl Metrics {
                 "chatscale_autoscaler_scrape_failures_total",
                 "Pods whose /metrics could not be scraped",
             )?,
+            shed_requests: prometheus::IntCounterVec::new(
+                prometheus::Opts::new(
+                    "chatscale_autoscaler_shed_requests_total",
+                    "Rebalancing requests to pods to shed connections, by result",
+                ),
+                &["result"],
+            )?,
+            shed_connections: prometheus::IntCounter::new(
+                "chatscale_autoscaler_shed_connections_total",
+                "Connections pods were asked to shed for a rebalance",
+            )?,
         };
         registry.register(Box::new(metrics.decisions.clone()))?;
         registry.register(Box::new(metrics.scrape_failures.clone()))?;
+        registry.register(Box::new(metrics.shed_requests.clone()))?;
+        registry.register(Box::new(metrics.shed_connections.clone()))?;
         Ok(metrics)
     }
 }
@@ -96,12 +123,25 @@ struct RunningDrain {
 }
 
 /// The autoscaler state of one cluster: its decision history, the drain it
-/// runs, if any, and the status fields it owns.
+/// runs, if any, how long pods have been above the mean, the pods asked to
+/// shed, and the status fields it owns.
 #[derive(Default)]
 pub struct Autoscaler {
     history: History,
     drain: Option<RunningDrain>,
+    imbalance: Imbalance<String>,
+    /// Pods asked to shed whose shed has not ended yet, with what was asked.
+    shedding: BTreeMap<String, u64>,
     status: OwnedStatus,
+}
+
+/// How the pods' drains and sheds are run (from the ChatCluster's spec).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Longest one pod's drain may take.
+    pub drain_timeout: Duration,
+    /// Between the starts of two pods' drains in one scale-down.
+    pub drain_stagger: Duration,
 }
 
 /// What one evaluation saw.
@@ -123,10 +163,17 @@ struct Plan {
     /// The decision's label in `chatscale_autoscaler_decisions_total`.
     direction: &'static str,
     act: Act,
+    /// Pods to ask to shed (only when `act` is `Hold` and no drain runs).
+    sheds: Vec<Shed<String>>,
+    /// The zone around the mean the sheds are for.
+    zone: Option<Zone>,
+    /// (pod, admin base URL) of every pod scraped.
+    targets: Vec<(String, String)>,
     /// Figures for the status.
     connections: Option<i64>,
     connections_per_pod: Option<i64>,
     redis_ops_per_sec: Option<i64>,
+    busiest_pod_connections: Option<i64>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -150,7 +197,7 @@ impl Autoscaler {
         &mut self,
         cluster: &Arc<dyn Cluster>,
         spec: &AutoscalingSpec,
-        drain_timeout: Duration,
+        timing: Timing,
         metrics: &Metrics,
         now: u64,
     ) -> anyhow::Result<Decision> {
@@ -158,24 +205,113 @@ impl Autoscaler {
             self.settle().await;
         }
         let observation = observe(cluster.as_ref(), metrics).await?;
-        let plan = plan(spec, now, &observation, &self.history, self.drain.is_some());
+        let loads = collect::loads(&observation.scrapes);
+        self.imbalance.observe(&spec.rebalance, now, &loads);
+        let plan = plan(
+            spec,
+            now,
+            &observation,
+            &self.history,
+            &self.imbalance,
+            self.drain.is_some(),
+        );
         metrics.decisions.with_label_values(&[plan.direction]).inc();
-        self.act(cluster, &plan, observation.current, drain_timeout)
+        self.act(cluster, &plan, observation.current, timing)
             .await?;
+        self.shed(cluster.as_ref(), &plan, metrics, now).await;
+        self.shed_ended(cluster.as_ref(), &observation.scrapes)
+            .await;
         self.history.record(now, observation.current, &plan.done);
         let draining = self.draining().to_vec();
+        let shedding = self.shedding.keys().cloned().collect();
         self.status
             .write(cluster.as_ref(), |status| {
                 status.connections = plan.connections;
                 status.connections_per_pod = plan.connections_per_pod;
+                status.busiest_pod_connections = plan.busiest_pod_connections;
                 status.redis_ops_per_sec = plan.redis_ops_per_sec;
                 status.draining_pods = draining;
+                status.shedding_pods = shedding;
                 if plan.act == Act::ScaleUp {
                     status.scaled(&plan.decision.reason);
                 }
             })
             .await?;
         Ok(plan.decision)
+    }
+
+    /// Asks the planned pods to shed, with one Event for them all.
+    async fn shed(&mut self, cluster: &dyn Cluster, plan: &Plan, metrics: &Metrics, now: u64) {
+        let (Some(zone), false) = (plan.zone, plan.sheds.is_empty()) else {
+            return;
+        };
+        let admin = cluster.admin().await;
+        let mut asked = Vec::new();
+        for shed in &plan.sheds {
+            let Some(url) = plan.admin_of(&shed.pod) else {
+                continue;
+            };
+            let request = ShedRequest {
+                connections: shed.connections,
+                per_second: shed.per_second,
+            };
+            match admin.shed(url, request).await {
+                Ok(()) => {
+                    metrics.shed_requests.with_label_values(&["ok"]).inc();
+                    metrics.shed_connections.inc_by(shed.connections);
+                    self.shedding.insert(shed.pod.clone(), shed.connections);
+                    self.imbalance.restart(&shed.pod, now);
+                    asked.push(format!("{} sheds {}", shed.pod, shed.connections));
+                }
+                Err(error) => {
+                    metrics.shed_requests.with_label_values(&["failed"]).inc();
+                    cluster
+                        .event(Reason::RebalanceFailed, format!("{}: {error:#}", shed.pod))
+                        .await;
+                }
+            }
+        }
+        if !asked.is_empty() {
+            let rate = plan.sheds[0].per_second;
+            cluster
+                .event(
+                    Reason::RebalanceStarted,
+                    format!(
+                        "{} at {rate}/s (mean {:.0}, zone up to {:.0}, back to {})",
+                        asked.join(", "),
+                        zone.mean,
+                        zone.upper,
+                        zone.back_to
+                    ),
+                )
+                .await;
+        }
+    }
+
+    /// Reports the sheds that ended: the pod says it no longer sheds, or it has gone.
+    async fn shed_ended(&mut self, cluster: &dyn Cluster, scrapes: &[Scrape]) {
+        let mut ended = Vec::new();
+        for (pod, asked) in &self.shedding {
+            let now = scrapes.iter().find(|s| &s.target.pod == pod);
+            match now.map(|s| s.metrics.as_ref()) {
+                Some(Ok(metrics)) if !metrics.shedding => {
+                    ended.push((pod.clone(), Some((*asked, metrics.connections))))
+                }
+                None => ended.push((pod.clone(), None)),
+                _ => {}
+            }
+        }
+        for (pod, figures) in ended {
+            self.shedding.remove(&pod);
+            if let Some((asked, connections)) = figures {
+                cluster
+                    .event(
+                        Reason::RebalanceCompleted,
+                        format!("{pod} shed {asked}, holds {connections} now"),
+                    )
+                    .await;
+            }
+        }
     }
 
     /// Carries out the plan: a scale-up cancels the running drain (which
@@ -186,7 +322,7 @@ impl Autoscaler {
         cluster: &Arc<dyn Cluster>,
         plan: &Plan,
         current: i32,
-        drain_timeout: Duration,
+        timing: Timing,
     ) -> anyhow::Result<()> {
         let decision = &plan.decision;
         match &plan.act {
@@ -213,7 +349,7 @@ impl Autoscaler {
                     )
                     .await;
                 self.drain = Some(
-                    self.start_drain(cluster, victims.clone(), current, decision, drain_timeout)
+                    self.start_drain(cluster, victims.clone(), current, decision, timing)
                         .await,
                 );
             }
@@ -228,10 +364,15 @@ impl Autoscaler {
         victims: Vec<(String, String)>,
         current: i32,
         decision: &Decision,
-        drain_timeout: Duration,
+        timing: Timing,
     ) -> RunningDrain {
         let cancel = Arc::new(AtomicBool::new(false));
-        let (workload, drains) = (cluster.workload(), cluster.drains().await);
+        let (workload, drains) = (cluster.workload(), cluster.admin().await);
+        let pacing = Pacing {
+            timeout: timing.drain_timeout,
+            poll: DRAIN_POLL,
+            stagger: timing.drain_stagger,
+        };
         let (flag, reporter, owned) = (cancel.clone(), cluster.clone(), self.status.clone());
         let (desired, reason) = (decision.desired, decision.reason.clone());
         let pods: Vec<String> = victims.iter().map(|(pod, _)| pod.clone()).collect();
@@ -242,8 +383,7 @@ impl Autoscaler {
                 drains.as_ref(),
                 &victims,
                 desired,
-                drain_timeout,
-                DRAIN_POLL,
+                pacing,
                 &move || flag.load(Ordering::SeqCst),
             )
             .await;
@@ -279,12 +419,23 @@ async fn observe(cluster: &dyn Cluster, metrics: &Metrics) -> anyhow::Result<Obs
     })
 }
 
-/// The policy's decision on what was seen, and what to do about it (pure).
+impl Plan {
+    /// The admin base URL of `pod`, as scraped.
+    fn admin_of(&self, pod: &str) -> Option<&str> {
+        self.targets
+            .iter()
+            .find(|(name, _)| name == pod)
+            .map(|(_, url)| url.as_str())
+    }
+}
+
+/// The policies' decisions on what was seen, and what to do about them (pure).
 fn plan(
     spec: &AutoscalingSpec,
     now: u64,
     seen: &Observation,
     history: &History,
+    imbalance: &Imbalance<String>,
     draining: bool,
 ) -> Plan {
     let current = seen.current;
@@ -315,11 +466,27 @@ fn plan(
         .filter(|s| s.target.ready)
         .count()
         .max(1) as i64;
+    let loads = collect::loads(&seen.scrapes);
+    // Only in an evaluation that changes nothing else, and only on what every
+    // ready pod reported.
+    let sheds = if act == Act::Hold && signals.connections.is_some() {
+        rebalance::plan(&spec.rebalance, now, &loads, imbalance, draining)
+    } else {
+        Vec::new()
+    };
     Plan {
         direction,
         act,
+        zone: Zone::of(&spec.rebalance, &loads),
+        sheds,
+        targets: seen
+            .scrapes
+            .iter()
+            .map(|s| (s.target.pod.clone(), s.target.admin.clone()))
+            .collect(),
         connections: signals.connections.map(|c| c as i64),
         connections_per_pod: signals.connections.map(|c| c as i64 / ready),
+        busiest_pod_connections: loads.iter().map(|l| l.connections as i64).max(),
         redis_ops_per_sec: seen.redis_ops.map(|o| o as i64),
         decision,
         done,
@@ -417,7 +584,14 @@ mod tests {
 
     #[test]
     fn a_scale_down_drains_the_emptiest_pod() {
-        let plan = plan(&spec(), 0, &seen(&[90, 5, 60]), &History::default(), false);
+        let plan = plan(
+            &spec(),
+            0,
+            &seen(&[90, 5, 60]),
+            &History::default(),
+            &Imbalance::default(),
+            false,
+        );
         assert_eq!((plan.direction, plan.decision.desired), ("down", 2));
         assert_eq!(
             plan.act,
@@ -432,14 +606,67 @@ mod tests {
 
     #[test]
     fn a_scale_down_while_one_drains_is_that_one() {
-        let plan = plan(&spec(), 0, &seen(&[90, 5, 60]), &History::default(), true);
+        let plan = plan(
+            &spec(),
+            0,
+            &seen(&[90, 5, 60]),
+            &History::default(),
+            &Imbalance::default(),
+            true,
+        );
         assert_eq!(plan.act, Act::Hold);
         assert_eq!((plan.decision.desired, plan.done.desired), (2, 3));
     }
 
     #[test]
+    fn pods_far_above_the_mean_shed_only_when_nothing_else_happens() {
+        // Target 100 per pod: 60 connections on 3 pods hold; two old pods
+        // hold them all. Seen above the zone at 0 and 30 s (afterSeconds 30).
+        let seen = seen(&[30, 30, 0]);
+        let mut imbalance = Imbalance::default();
+        let loads = collect::loads(&seen.scrapes);
+        let mut spec = spec();
+        spec.min_replicas = 3;
+        imbalance.observe(&spec.rebalance, 0, &loads);
+        imbalance.observe(&spec.rebalance, 30, &loads);
+        let plan = plan(&spec, 30, &seen, &History::default(), &imbalance, false);
+        assert_eq!(plan.act, Act::Hold);
+        let shed: Vec<(&str, u64)> = plan
+            .sheds
+            .iter()
+            .map(|s| (s.pod.as_str(), s.connections))
+            .collect();
+        assert_eq!(shed, [("chat-0", 9), ("chat-1", 9)]);
+        assert_eq!(plan.admin_of("chat-1"), Some("http://10.0.0.1:9090"));
+        assert_eq!(plan.busiest_pod_connections, Some(30));
+
+        let draining = plan_with(&spec, &seen, &imbalance, true);
+        assert!(draining.sheds.is_empty(), "never beside a drain");
+        spec.target_connections_per_pod = 10;
+        let scaling = plan_with(&spec, &seen, &imbalance, false);
+        assert_eq!(scaling.act, Act::ScaleUp);
+        assert!(scaling.sheds.is_empty(), "never in a scaling evaluation");
+    }
+
+    fn plan_with(
+        spec: &AutoscalingSpec,
+        seen: &Observation,
+        imbalance: &Imbalance<String>,
+        draining: bool,
+    ) -> Plan {
+        plan(spec, 30, seen, &History::default(), imbalance, draining)
+    }
+
+    #[test]
     fn more_load_scales_up() {
-        let plan = plan(&spec(), 0, &seen(&[300, 300]), &History::default(), true);
+        let plan = plan(
+            &spec(),
+            0,
+            &seen(&[300, 300]),
+            &History::default(),
+            &Imbalance::default(),
+            true,
+        );
         assert_eq!((plan.direction, &plan.act), ("up", &Act::ScaleUp));
         assert!(plan.decision.desired > 2, "{}", plan.decision.reason);
     }

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chatscale_contract::admin::{self, DrainState, DrainStatus};
+use chatscale_contract::admin::DrainState;
 
 use super::collect::Scrape;
 
@@ -80,26 +80,45 @@ pub enum Outcome {
     Cancelled,
 }
 
-/// Drains `victims` (pod name, admin base URL) and then sets `replicas`.
-/// `cancelled` is polled between checks: true means a scale-up wants the pods back.
+/// How a scale-down's drains are timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// Longest one pod's drain may take: the last pod's drain ends at the
+    /// latest this long after it started.
+    pub timeout: Duration,
+    /// Between two checks of the pods' progress.
+    pub poll: Duration,
+    /// Between the starts of two pods' drains, so that their clients do not
+    /// all reconnect at once.
+    pub stagger: Duration,
+}
+
+/// Drains `victims` (pod name, admin base URL), `pacing.stagger` apart, and
+/// then sets `replicas`. `cancelled` is polled between checks: true means a
+/// scale-up wants the pods back.
 pub async fn scale_down(
     workload: &dyn Workload,
     drains: &dyn DrainApi,
     victims: &[(String, String)],
     replicas: i32,
-    timeout: Duration,
-    poll: Duration,
+    pacing: Pacing,
     cancelled: &(dyn Fn() -> bool + Send + Sync),
 ) -> anyhow::Result<Outcome> {
-    for (pod, admin) in victims {
+    for (pod, _) in victims {
         workload.mark_for_deletion(pod).await?;
-        drains.start(admin).await?;
     }
-    let deadline = tokio::time::Instant::now() + timeout;
+    let first = tokio::time::Instant::now();
+    let start_of = |k: usize| first + pacing.stagger * k as u32;
+    let deadline = start_of(victims.len().saturating_sub(1)) + pacing.timeout;
+    let mut started = 0;
     loop {
+        while started < victims.len() && tokio::time::Instant::now() >= start_of(started) {
+            drains.start(&victims[started].1).await?;
+            started += 1;
+        }
         if cancelled() {
-            for (pod, admin) in victims {
-                if drains.cancel(admin).await? {
+            for (k, (pod, admin)) in victims.iter().enumerate() {
+                if k >= started || drains.cancel(admin).await? {
                     workload.unmark(pod).await?;
                 } else {
                     workload.replace(pod).await?;
@@ -107,15 +126,16 @@ pub async fn scale_down(
             }
             return Ok(Outcome::Cancelled);
         }
-        let mut all_drained = true;
-        for (_, admin) in victims {
+        let mut all_drained = started == victims.len();
+        for (_, admin) in &victims[..started] {
             // A pod that no longer answers has gone: count it as drained.
             all_drained &= drains
                 .state(admin)
                 .await
                 .map_or(true, |state| state == DrainState::Drained);
         }
-        if all_drained || tokio::time::Instant::now() >= deadline {
+        let now = tokio::time::Instant::now();
+        if all_drained || now >= deadline {
             workload.set_replicas(replicas).await?;
             return Ok(if all_drained {
                 Outcome::Completed
@@ -123,75 +143,9 @@ pub async fn scale_down(
                 Outcome::TimedOut
             });
         }
-        tokio::time::sleep(poll).await;
-    }
-}
-
-/// The drain API over HTTP with the cluster's admin token.
-pub struct HttpDrainApi {
-    client: reqwest::Client,
-    token: String,
-}
-
-impl HttpDrainApi {
-    pub fn new(token: String) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("a plain HTTP client builds");
-        Self { client, token }
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        admin_url: &str,
-    ) -> anyhow::Result<reqwest::Response> {
-        Ok(self
-            .client
-            .request(method, admin::url(admin_url, admin::DRAIN))
-            .bearer_auth(&self.token)
-            .send()
-            .await?)
-    }
-
-    async fn expect_ok(
-        &self,
-        method: reqwest::Method,
-        admin_url: &str,
-    ) -> anyhow::Result<reqwest::Response> {
-        let response = self.call(method, admin_url).await?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "drain API answered HTTP {}",
-            response.status().as_u16()
-        );
-        Ok(response)
-    }
-}
-
-#[async_trait]
-impl DrainApi for HttpDrainApi {
-    async fn start(&self, admin_url: &str) -> anyhow::Result<()> {
-        self.expect_ok(reqwest::Method::POST, admin_url)
-            .await
-            .map(drop)
-    }
-
-    async fn state(&self, admin_url: &str) -> anyhow::Result<DrainState> {
-        let response = self.expect_ok(reqwest::Method::GET, admin_url).await?;
-        let text = response.text().await?;
-        Ok(serde_json::from_str::<DrainStatus>(&text)?.state)
-    }
-
-    async fn cancel(&self, admin_url: &str) -> anyhow::Result<bool> {
-        let response = self.call(reqwest::Method::DELETE, admin_url).await?;
-        match response.status().as_u16() {
-            200..=299 => Ok(true),
-            // Nothing to cancel: the drain had finished.
-            admin::CANCEL_TOO_LATE => Ok(false),
-            status => anyhow::bail!("drain API answered HTTP {status}"),
-        }
+        let next_start = (started < victims.len()).then(|| start_of(started));
+        let wake = next_start.map_or(now + pacing.poll, |at| at.min(now + pacing.poll));
+        tokio::time::sleep_until(wake).await;
     }
 }
 

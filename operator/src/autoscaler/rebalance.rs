@@ -94,6 +94,15 @@ impl<P: Clone + Eq + Hash> Imbalance<P> {
         self.above_since = above;
     }
 
+    /// Counts `pod` as above the zone only from `now` on: after it was asked
+    /// to shed, a pod still (or again) above the zone waits `afterSeconds`
+    /// before it is asked again.
+    pub fn restart(&mut self, pod: &P, now: u64) {
+        if let Some(since) = self.above_since.get_mut(pod) {
+            *since = now;
+        }
+    }
+
     /// True when `pod` has been above the zone for `seconds` or more.
     fn above_for(&self, pod: &P, now: u64, seconds: u64) -> bool {
         self.above_since

@@ -21,10 +21,12 @@ use serde_json::json;
 
 pub use super::control::{Autoscaler, Metrics};
 use super::{
+    admin_client::AdminClient,
     collect::{self, Target},
     control::Cluster,
+    control::Timing,
     decide::Decision,
-    drain::{DELETION_COST, DrainApi, HttpDrainApi, Workload},
+    drain::{DELETION_COST, Workload},
     status::AutoscalerStatus,
 };
 use crate::{
@@ -102,9 +104,12 @@ pub async fn step(
         recorder.clone(),
         cc.clone(),
     ));
-    let timeout = Duration::from_secs(cc.spec.drain.timeout_seconds.max(1) as u64);
+    let timing = Timing {
+        drain_timeout: Duration::from_secs(cc.spec.drain.timeout_seconds.max(1) as u64),
+        drain_stagger: Duration::from_secs(cc.spec.drain.stagger_seconds.max(0) as u64),
+    };
     autoscaler
-        .tick(&cluster, &cc.spec.autoscaling, timeout, metrics, now)
+        .tick(&cluster, &cc.spec.autoscaling, timing, metrics, now)
         .await
 }
 
@@ -151,11 +156,11 @@ impl Cluster for KubeCluster {
         })
     }
 
-    async fn drains(&self) -> Arc<dyn DrainApi> {
+    async fn admin(&self) -> Arc<AdminClient> {
         let token = admin_token(&self.client, &self.cc, &self.namespace)
             .await
             .unwrap_or_default();
-        Arc::new(HttpDrainApi::new(token))
+        Arc::new(AdminClient::new(token))
     }
 
     async fn event(&self, reason: Reason, note: String) {

@@ -22,10 +22,14 @@ pub struct AutoscalerStatus {
     pub connections: Option<i64>,
     /// Connections per ready pod.
     pub connections_per_pod: Option<i64>,
+    /// Connections on the busiest ready pod.
+    pub busiest_pod_connections: Option<i64>,
     /// Redis operations per second, if Redis could be read.
     pub redis_ops_per_sec: Option<i64>,
     /// Pods being drained before removal.
     pub draining_pods: Vec<String>,
+    /// Pods shedding connections for a rebalance.
+    pub shedding_pods: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_scale_time: Option<Time>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,8 +81,10 @@ mod tests {
             json!({
                 "connections": 42,
                 "connectionsPerPod": null,
+                "busiestPodConnections": null,
                 "redisOpsPerSec": null,
                 "drainingPods": [],
+                "sheddingPods": [],
             })
         );
         status.scaled("connections 42 above target");
@@ -95,7 +101,9 @@ mod tests {
             ["properties"];
         let mut status = AutoscalerStatus {
             connections: Some(1),
+            busiest_pod_connections: Some(1),
             draining_pods: vec!["chat-1".into()],
+            shedding_pods: vec!["chat-2".into()],
             ..Default::default()
         };
         status.scaled("a reason");

@@ -35,10 +35,16 @@ pub enum Reason {
     DrainCancelled,
     /// The drain could not be run.
     DrainFailed,
+    /// Pods far above the mean were asked to shed connections.
+    RebalanceStarted,
+    /// A pod finished shedding.
+    RebalanceCompleted,
+    /// A pod could not be asked to shed.
+    RebalanceFailed,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 13] = [
         Reason::Created,
         Reason::InvalidSpec,
         Reason::ApplyFailed,
@@ -49,6 +55,9 @@ impl Reason {
         Reason::DrainTimedOut,
         Reason::DrainCancelled,
         Reason::DrainFailed,
+        Reason::RebalanceStarted,
+        Reason::RebalanceCompleted,
+        Reason::RebalanceFailed,
     ];
 
     /// The Event's `reason` as Kubernetes shows it.
@@ -64,6 +73,9 @@ impl Reason {
             Reason::DrainTimedOut => "DrainTimedOut",
             Reason::DrainCancelled => "DrainCancelled",
             Reason::DrainFailed => "DrainFailed",
+            Reason::RebalanceStarted => "RebalanceStarted",
+            Reason::RebalanceCompleted => "RebalanceCompleted",
+            Reason::RebalanceFailed => "RebalanceFailed",
         }
     }
 
@@ -73,13 +85,16 @@ impl Reason {
             Reason::InvalidSpec
             | Reason::ApplyFailed
             | Reason::DrainTimedOut
-            | Reason::DrainFailed => EventType::Warning,
+            | Reason::DrainFailed
+            | Reason::RebalanceFailed => EventType::Warning,
             Reason::Created
             | Reason::ScaledUp
             | Reason::ScaledDown
             | Reason::DrainStarted
             | Reason::DrainCompleted
-            | Reason::DrainCancelled => EventType::Normal,
+            | Reason::DrainCancelled
+            | Reason::RebalanceStarted
+            | Reason::RebalanceCompleted => EventType::Normal,
         }
     }
 
@@ -94,6 +109,9 @@ impl Reason {
             | Reason::DrainTimedOut
             | Reason::DrainCancelled
             | Reason::DrainFailed => "Scale",
+            Reason::RebalanceStarted | Reason::RebalanceCompleted | Reason::RebalanceFailed => {
+                "Rebalance"
+            }
         }
     }
 }
@@ -145,7 +163,8 @@ mod tests {
                 Reason::InvalidSpec,
                 Reason::ApplyFailed,
                 Reason::DrainTimedOut,
-                Reason::DrainFailed
+                Reason::DrainFailed,
+                Reason::RebalanceFailed
             ]
         );
     }
