@@ -14,6 +14,11 @@
 //!
 //! A second test scales on Redis ops/s alone, read from the real Redis's
 //! `INFO stats`: traffic through Redis adds a server, its end removes it.
+//!
+//! A third rebalances: two servers hold every client when a third starts
+//! empty (a scale-up); the autoscaler asks the two to shed, their clients
+//! reconnect through nginx to the new server, and the busiest server ends
+//! within the dead zone of the mean, with no room event missing.
 
 use std::{
     collections::BTreeSet,
@@ -413,6 +418,102 @@ async fn ramps_up_to_three_servers_and_drains_back_to_one_losing_nothing() -> an
     );
 
     autoscaler.abort();
+    fleet.stop().await?;
+    pods.set_replicas(0).await?;
+    redis.stop().await?;
+    Ok(())
+}
+
+/// Connections per pod, as the autoscaler scrapes them.
+async fn spread(cluster: &LocalCluster) -> anyhow::Result<Vec<(String, u64)>> {
+    let scrapes = collect::scrape_all(cluster.targets().await?, 4, Duration::from_secs(2)).await;
+    let mut spread = Vec::new();
+    for scrape in scrapes {
+        let metrics = scrape.metrics.map_err(anyhow::Error::msg)?;
+        spread.push((scrape.target.pod, metrics.connections));
+    }
+    spread.sort();
+    Ok(spread)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_new_server_gets_its_share_by_rebalancing_losing_nothing() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let pods = pods(&redis, 3)?;
+    pods.set_replicas(2).await?;
+    let upstreams: Vec<String> = pods
+        .slots
+        .iter()
+        .map(|(p, _)| format!("127.0.0.1:{p}"))
+        .collect();
+    let mut fleet = Fleet::start(&[("FLEET_UPSTREAMS", &upstreams.join(","))]).await?;
+    let cluster = LocalCluster::new(pods.clone(), None);
+    // 36 clients on 2 servers; the third starts empty, as after a scale-up.
+    fleet.call(json!({"op": "open", "count": 36})).await?;
+    fleet.call(json!({"op": "talk"})).await?;
+    pods.set_replicas(3).await?;
+    let before = spread(&cluster).await?;
+    eprintln!("before rebalancing: {before:?}");
+    assert_eq!(before.iter().map(|(_, c)| c).sum::<u64>(), 36, "{before:?}");
+    assert_eq!(before[2].1, 0, "the new server starts empty: {before:?}");
+
+    // Sized so that nothing scales: only rebalancing can move clients.
+    let mut spec = spec();
+    spec.min_replicas = 3;
+    spec.max_replicas = 3;
+    spec.target_connections_per_pod = 100;
+    spec.rebalance.after_seconds = 2;
+    spec.rebalance.connections_per_second = 5;
+    let dead_zone = 1.0 + f64::from(spec.rebalance.dead_zone_percent) / 100.0;
+    let metrics = Arc::new(Metrics::default());
+    let autoscaler = cluster.autoscale(spec, metrics.clone());
+    let started = Instant::now();
+    let balanced = wait_until(
+        "the busiest server in the zone",
+        Duration::from_secs(60),
+        || async {
+            let Ok(now) = spread(&cluster).await else {
+                return false;
+            };
+            let total: u64 = now.iter().map(|(_, c)| c).sum();
+            let busiest = now.iter().map(|(_, c)| *c).max().unwrap_or(0);
+            total == 36 && busiest as f64 <= dead_zone * total as f64 / 3.0
+        },
+    )
+    .await?;
+    let after = spread(&cluster).await?;
+    eprintln!(
+        "after rebalancing ({:.1} s): {after:?}",
+        started.elapsed().as_secs_f64()
+    );
+    wait_until("RebalanceCompleted", Duration::from_secs(20), || async {
+        cluster.events().contains(&Reason::RebalanceCompleted)
+    })
+    .await?;
+    autoscaler.abort();
+    let report = fleet.call(json!({"op": "finish"})).await?;
+    eprintln!("fleet report {report}; rebalanced within {balanced:?}");
+
+    assert!(
+        after[2].1 >= 8,
+        "the moved clients reconnected to the new server: {after:?}"
+    );
+    let events = cluster.events();
+    assert!(events.contains(&Reason::RebalanceStarted), "{events:?}");
+    assert!(!events.contains(&Reason::RebalanceFailed), "{events:?}");
+    assert!(!events.contains(&Reason::ScaledUp) && !events.contains(&Reason::DrainStarted));
+    assert!(metrics.shed_connections.get() >= 8);
+    let shed_in_status = cluster
+        .statuses
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|s| s["sheddingPods"].as_array().is_some_and(|p| !p.is_empty()));
+    assert!(shed_in_status, "status named the shedding pods");
+    assert_eq!(report["clients"], 36, "{report}");
+    assert_eq!(report["missing"], 0, "{report}");
+    assert!(report["answers"].as_u64().unwrap() > 0, "{report}");
+
     fleet.stop().await?;
     pods.set_replicas(0).await?;
     redis.stop().await?;

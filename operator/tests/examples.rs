@@ -82,6 +82,10 @@ fn every_invalid_example_is_refused_with_a_reason() {
             "name-too-long.yaml",
             "ChatCluster names are at most 46 characters",
         ),
+        (
+            "rebalance-rate-zero.yaml",
+            "rebalance.connectionsPerSecond must be 1..10000",
+        ),
         ("wrong-type.yaml", "\"two\" is not of type \"integer\""),
     ];
     let files = yaml_files("examples/invalid");

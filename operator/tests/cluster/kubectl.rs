@@ -65,6 +65,10 @@ async fn kubectl_applies_the_examples_and_the_api_server_refuses_the_invalid_one
             "ChatCluster names are at most 46 characters",
         ),
         (
+            "rebalance-rate-zero.yaml",
+            "rebalance.connectionsPerSecond must be 1..10000",
+        ),
+        (
             "wrong-type.yaml",
             "spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer",
         ),
