@@ -126,13 +126,16 @@ pub fn signals(scrapes: &[Scrape], redis_ops: Option<f64>, can_rebalance: bool) 
     }
 }
 
-/// The ready pods that reported, for rebalancing.
+/// The pods that serve, for rebalancing: the ready pods that reported, and
+/// the pods that shed (a shedding pod is not Ready, so that load balancers
+/// that route by endpoints place new sessions elsewhere, but its connections
+/// are part of the mean).
 pub fn loads(scrapes: &[Scrape]) -> Vec<Load<String>> {
     scrapes
         .iter()
-        .filter(|s| s.target.ready)
         .filter_map(|s| {
             let metrics = s.metrics.as_ref().ok()?;
+            (s.target.ready || metrics.shedding).then_some(())?;
             Some(Load {
                 pod: s.target.pod.clone(),
                 connections: metrics.connections,
