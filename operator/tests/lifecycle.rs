@@ -7,7 +7,9 @@
 //! official socket.io-client clients that follow the README's resume recipe.
 //!
 //! Load ramps up: the autoscaler raises replicas and the real Deployment and
-//! ReplicaSet controllers create the pods. Load drops: the autoscaler marks
+//! ReplicaSet controllers create the pods. The first pods hold most clients
+//! (connections are sticky): the autoscaler asks the busiest to shed, and
+//! its clients move through the stand-in ingress to the others. Load drops: the autoscaler marks
 //! and drains the emptiest pods and the ReplicaSet controller deletes exactly
 //! those (SIGTERM, exit 0). `kubectl rollout restart` replaces every pod
 //! through SIGTERM and drain. Every remaining client holds every room event,
@@ -26,7 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chatscale_operator::controller::Reason;
+use chatscale_operator::{api::ChatCluster, controller::Reason};
 use chatscale_tests::{
     cluster::{event_reasons, hosts, running::RunningCluster},
     fleet::Fleet,
@@ -40,6 +42,8 @@ const NS: &str = "chat";
 const CLUSTER: &str = "team-chat";
 const DEPLOYMENT: &str = "team-chat-chat";
 const TARGET: u64 = 10;
+/// Rebalancing's dead zone: 36 clients on 4 pods leave little room at 15%.
+const DEAD_ZONE_PERCENT: u64 = 30;
 const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 /// How long one phase may take at most.
 const PHASE: Duration = Duration::from_secs(180);
@@ -76,6 +80,11 @@ fn chat_cluster() -> anyhow::Result<Value> {
             "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 4, "periodSeconds": 1}]},
             "scaleDown": {"stabilizationWindowSeconds": 5, "policies": [{"type": "Pods", "value": 4, "periodSeconds": 1}]},
         },
+    });
+    value["spec"]["autoscaling"]["rebalance"] = json!({
+        "afterSeconds": 3,
+        "deadZonePercent": DEAD_ZONE_PERCENT,
+        "connectionsPerSecond": 10,
     });
     value["spec"]["drain"] = json!({"timeoutSeconds": 20, "rate": 50});
     Ok(value)
@@ -160,6 +169,41 @@ async fn scale_up_drain_aware_scale_down_and_a_rolling_deploy_lose_nothing() -> 
         Some(4),
         "the autoscaler's replicas reached the Deployment"
     );
+
+    // 2b. Rebalancing. The first pod took every client of the first two
+    // batches, the first two took most of the third: the busiest is far
+    // above the mean of 9, and sheds until it is within the dead zone.
+    let chatclusters: Api<ChatCluster> = Api::namespaced(client.clone(), NS);
+    let figures = || async {
+        let status = chatclusters.get(CLUSTER).await?.status.unwrap_or_default();
+        anyhow::Ok((status.connections, status.busiest_pod_connections))
+    };
+    let unbalanced = figures().await?;
+    let rebalance_started = Instant::now();
+    wait_for(
+        "the busiest pod within the dead zone of the mean",
+        PHASE,
+        || async {
+            let reasons = event_reasons(client, NS, CLUSTER).await;
+            let (Some(total), Some(busiest)) = figures().await? else {
+                return Ok(None);
+            };
+            let zone = (100 + DEAD_ZONE_PERCENT) as f64 / 100.0 * total as f64 / 4.0;
+            let done = reasons
+                .iter()
+                .any(|r| r == Reason::RebalanceCompleted.as_str());
+            Ok((total == 36 && busiest as f64 <= zone && done).then_some(()))
+        },
+    )
+    .await?;
+    let rebalance_seconds = rebalance_started.elapsed().as_secs_f64();
+    let balanced = figures().await?;
+    let rebalance_moves = fleet.call(json!({"op": "moves"})).await?;
+    wait_for("4 Ready chat pods behind nginx again", PHASE, || async {
+        let ready = chat_pods(client).await?.iter().filter(|(_, r)| *r).count();
+        Ok((ready == 4 && stand_in.upstreams().len() == 4).then_some(()))
+    })
+    .await?;
 
     // 3. The load drops to 15: 2 pods. The emptiest are drained and removed.
     let before_drop = chat_pod_names(client).await?;
@@ -259,6 +303,8 @@ async fn scale_up_drain_aware_scale_down_and_a_rolling_deploy_lose_nothing() -> 
     let reasons = event_reasons(client, NS, CLUSTER).await;
     for reason in [
         Reason::ScaledUp,
+        Reason::RebalanceStarted,
+        Reason::RebalanceCompleted,
         Reason::DrainStarted,
         Reason::DrainCompleted,
         Reason::ScaledDown,
@@ -284,6 +330,16 @@ async fn scale_up_drain_aware_scale_down_and_a_rolling_deploy_lose_nothing() -> 
         runner.journal().errors
     );
 
+    assert!(
+        !reasons
+            .iter()
+            .any(|r| r == Reason::RebalanceFailed.as_str()),
+        "{reasons:?}"
+    );
+    eprintln!(
+        "MEASURED rebalance: (connections, busiest pod) {unbalanced:?} -> {balanced:?} in \
+         {rebalance_seconds:.1} s (moves {rebalance_moves})"
+    );
     eprintln!(
         "MEASURED scale-up: load crossed the threshold -> new pod Ready in {scale_up_seconds:.1} s; \
          scale-down: load dropped -> 2 pods gone in {scale_down_seconds:.1} s, {ready_when_deleted} of them \
