@@ -39,6 +39,20 @@ pub const SHED_WHILE_DRAINING: u16 = 409;
 /// The highest shed rate a server accepts, connections per second.
 pub const SHED_RATE_MAX: u32 = 10_000;
 
+/// The readiness probe the operator gives chat-server pods: `/readyz` every
+/// this many seconds...
+pub const READINESS_PERIOD_SECONDS: u32 = 5;
+/// ...and not Ready after this many failures in a row.
+pub const READINESS_FAILURES: u32 = 2;
+
+/// How long a shed keeps refusing new sessions (and `/readyz` 503) after its
+/// last close. Load balancers that route by endpoints (ingress controllers,
+/// Gateways) keep sending a pod's cookie-pinned clients back to it until the
+/// kubelet has seen it not Ready (up to period × failures) and the endpoints
+/// have dropped it; the extra 5 s cover that update and the clients'
+/// reconnection delay.
+pub const SHED_HOLD_SECONDS: u64 = (READINESS_PERIOD_SECONDS * READINESS_FAILURES) as u64 + 5;
+
 /// `http://<address>` and a path of this API.
 pub fn url(base: &str, path: &str) -> String {
     format!("{}{path}", base.trim_end_matches('/'))

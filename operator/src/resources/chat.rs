@@ -381,7 +381,12 @@ fn pod_spec(cc: &ChatCluster, wiring: Wiring) -> PodSpec {
             ]),
             env: Some(wiring.env),
             volume_mounts: Some(wiring.mounts),
-            readiness_probe: Some(probe(admin::READYZ, 0, 5, 2)),
+            readiness_probe: Some(probe(
+                admin::READYZ,
+                0,
+                admin::READINESS_PERIOD_SECONDS as i32,
+                admin::READINESS_FAILURES as i32,
+            )),
             liveness_probe: Some(probe(admin::HEALTHZ, 5, 10, 3)),
             resources: Some(cc.spec.resources.clone()),
             security_context: Some(super::security::container()),
