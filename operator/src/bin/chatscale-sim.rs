@@ -1,239 +1,238 @@
-//! chatscale-sim: runs chatscale's autoscaling policy and the
-//! HorizontalPodAutoscaler's default behavior side by side on a load
-//! scenario (see `chatscale_operator::autoscaler::sim` for the model).
+//! chatscale-sim: runs chatscale's autoscaling policy and the defaults of
+//! the HorizontalPodAutoscaler and of KEDA side by side on the same sessions
+//! of a load scenario (the model: `chatscale_operator::autoscaler::sim` and
+//! docs/autoscaling-sim.md).
 //!
-//! `--json` prints one JSON object; otherwise a short table. `--plot F.svg`
-//! also writes an SVG of pods over time (hand-written SVG, no dependency).
+//! A table per scenario and the targets of issue 15 (PASS or MISS, never a
+//! failure); `--json` prints one JSON object per scenario instead, one per
+//! line; `--plot F.svg` also writes an SVG (one per scenario with `--all`:
+//! `F-<scenario>.svg`). The spec overrides (`--dead-zone`, `--shed-rate`,
+//! `--after`, `--tolerance`, `--scale-down-window`, `--stagger`,
+//! `--drain-rate`) are for sweeps; `--shed-only-above-band` is an
+//! experiment with the policy, off by default.
 
 use std::{fmt::Write as _, path::PathBuf};
 
 use anyhow::Context as _;
-use chatscale_operator::autoscaler::sim::{self, Comparison, Metrics, Model, Sample, Scenario};
-use clap::Parser;
+use chatscale_operator::autoscaler::sim::{
+    self, Balancer, Comparison, Model, Scenario, chatscale_spec, plot,
+    targets::{self, Target},
+};
+use clap::{Parser, ValueEnum};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "chatscale-sim",
-    about = "Simulate chatscale's autoscaler against the HPA's default behavior"
+    about = "Simulate chatscale's autoscaler against the HPA's and KEDA's defaults on sticky connections"
 )]
 struct Args {
-    /// Load scenario.
-    #[arg(long, value_enum)]
-    scenario: Scenario,
-    /// Print one JSON object instead of a table.
+    /// Load scenario: diurnal, flash-crowd, noisy-plateau, long-tail, or all.
+    #[arg(long, value_parser = scenarios, required_unless_present = "all")]
+    scenario: Option<Selection>,
+    /// Every scenario (the same as `--scenario all`).
+    #[arg(long)]
+    all: bool,
+    /// Print one JSON object per scenario (one per line) instead of tables.
     #[arg(long)]
     json: bool,
-    /// Also write an SVG plot of pods over time to this file.
+    /// Also write an SVG plot to this file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
-    /// Seconds from adding a pod to its being ready.
-    #[arg(long, default_value_t = Model::default().startup_seconds)]
-    startup_seconds: u64,
-    /// Seconds a removed pod keeps running while it drains.
-    #[arg(long, default_value_t = Model::default().drain_seconds)]
-    drain_seconds: u64,
-    /// Seed of the noisy-plateau noise.
+    /// How the load balancer places new connections.
+    #[arg(long, value_enum, default_value_t = Model::default().balancer)]
+    lb: Balancer,
+    /// Seed of the sessions and of every other random draw.
     #[arg(long, default_value_t = Model::default().seed)]
     seed: u64,
+    /// Seconds from creating a pod to its being ready.
+    #[arg(long, default_value_t = Model::default().startup_seconds)]
+    startup_seconds: u64,
+    /// Clients a draining pod lets go per second (drain.rate).
+    #[arg(long, default_value_t = Model::default().drain_rate,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    drain_rate: u64,
+    /// Seconds between the drains of one scale-down (drain.staggerSeconds).
+    #[arg(long, default_value_t = Model::default().stagger_seconds,
+          value_parser = clap::value_parser!(u64).range(0..=600))]
+    stagger: u64,
+    /// Model KEDA with `useCachedMetrics: true` (values refreshed every pollingInterval).
+    #[arg(long)]
+    keda_cached_metrics: bool,
+    /// chatscale's autoscaling.tolerance (the HPA and KEDA keep 0.1).
+    #[arg(long, value_parser = tolerance)]
+    tolerance: Option<f64>,
+    /// chatscale's rebalance.deadZonePercent.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    dead_zone: Option<i32>,
+    /// chatscale's rebalance.connectionsPerSecond.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    shed_rate: Option<i32>,
+    /// chatscale's rebalance.afterSeconds.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..=3600))]
+    after: Option<i32>,
+    /// chatscale's behavior.scaleDown.stabilizationWindowSeconds.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..=3600))]
+    scale_down_window: Option<i32>,
+    /// Experiment (not the operator's policy): chatscale sheds only pods
+    /// above target × (1 + tolerance).
+    #[arg(long)]
+    shed_only_above_band: bool,
+}
+
+/// The scenarios `--scenario` names.
+#[derive(Debug, Clone)]
+struct Selection(Vec<Scenario>);
+
+fn scenarios(name: &str) -> Result<Selection, String> {
+    if name == "all" {
+        return Ok(Selection(Scenario::ALL.to_vec()));
+    }
+    Scenario::from_str(name, false)
+        .map(|s| Selection(vec![s]))
+        .map_err(|_| {
+            format!(
+                "unknown scenario {name:?}: one of diurnal, flash-crowd, noisy-plateau, long-tail, all"
+            )
+        })
+}
+
+fn tolerance(value: &str) -> Result<f64, String> {
+    let t: f64 = value.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..1.0).contains(&t) {
+        Ok(t)
+    } else {
+        Err("tolerance must be in [0, 1)".into())
+    }
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let model = Model {
         startup_seconds: args.startup_seconds,
-        drain_seconds: args.drain_seconds,
         seed: args.seed,
+        balancer: args.lb,
+        drain_rate: args.drain_rate,
+        stagger_seconds: args.stagger,
+        keda_cached_metrics: args.keda_cached_metrics,
+        shed_only_above_band: args.shed_only_above_band,
         ..Model::default()
     };
-    let comparison = sim::compare(args.scenario, &model);
-    if let Some(path) = &args.plot {
-        std::fs::write(path, svg(&comparison))
-            .with_context(|| format!("writing {}", path.display()))?;
+    let mut spec = chatscale_spec();
+    if let Some(tolerance) = args.tolerance {
+        spec.tolerance = tolerance;
     }
-    if args.json {
-        println!("{}", serde_json::to_string(&comparison.report)?);
+    let rebalance = &mut spec.rebalance;
+    rebalance.dead_zone_percent = args.dead_zone.unwrap_or(rebalance.dead_zone_percent);
+    rebalance.connections_per_second = args.shed_rate.unwrap_or(rebalance.connections_per_second);
+    rebalance.after_seconds = args.after.unwrap_or(rebalance.after_seconds);
+    if let Some(window) = args.scale_down_window {
+        spec.behavior.scale_down.stabilization_window_seconds = window;
+    }
+
+    let selected = if args.all {
+        Scenario::ALL.to_vec()
     } else {
-        print!("{}", table(&comparison));
+        args.scenario.map(|s| s.0).unwrap_or_default()
+    };
+    let mut all_targets = Vec::new();
+    for (i, scenario) in selected.iter().enumerate() {
+        let comparison = sim::compare(*scenario, &model, &spec);
+        if let Some(path) = &args.plot {
+            let path = if selected.len() > 1 {
+                per_scenario(path, scenario.name())
+            } else {
+                path.clone()
+            };
+            std::fs::write(&path, plot::svg(&comparison))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        if args.json {
+            println!("{}", serde_json::to_string(&comparison.report)?);
+        } else {
+            if i > 0 {
+                println!();
+            }
+            print!("{}", table(&comparison));
+        }
+        all_targets.extend(targets::targets(&comparison.report));
+    }
+    if !args.json && !all_targets.is_empty() {
+        print!("\n{}", targets_section(&all_targets));
     }
     Ok(())
+}
+
+/// `dir/name.svg` → `dir/name-<scenario>.svg`.
+fn per_scenario(path: &std::path::Path, scenario: &str) -> PathBuf {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plot");
+    let name = match path.extension().and_then(|e| e.to_str()) {
+        Some(ext) => format!("{stem}-{scenario}.{ext}"),
+        None => format!("{stem}-{scenario}"),
+    };
+    path.with_file_name(name)
 }
 
 fn table(comparison: &Comparison) -> String {
     let report = &comparison.report;
     let oracle = report.oracle_pod_seconds;
     let mut out = format!(
-        "scenario {} ({} s simulated), oracle {} pod-seconds\n",
+        "scenario {}: {} s, {} sessions, connections mean {} / peak {}, {} balancer; oracle {} pod-seconds\n",
         report.scenario,
-        comparison.load.len(),
+        report.seconds,
+        report.sessions,
+        report.mean_connections,
+        report.peak_connections,
+        report.model.balancer.name(),
         oracle
     );
     let _ = writeln!(
         out,
-        "{:<12} {:>10} {:>11} {:>10} {:>7} {:>9}",
-        "policy", "overload_s", "pod_seconds", "vs_oracle", "scales", "reversals"
+        "{:<23} {:>10} {:>12} {:>11} {:>9} {:>10} {:>9} {:>7} {:>7} {:>6} {:>9} {:>7}",
+        "policy",
+        "overload_s",
+        "over_conn_s",
+        "pod_seconds",
+        "vs_oracle",
+        "reconnects",
+        "rebalance",
+        "drain",
+        "peak/s",
+        "scales",
+        "reversals",
+        "no_pod"
     );
-    let mut row = |name: &str, m: &Metrics| {
+    for (name, m) in report.policies() {
         let _ = writeln!(
             out,
-            "{:<12} {:>10} {:>11} {:>9.1}% {:>7} {:>9}",
+            "{:<23} {:>10} {:>12} {:>11} {:>8.1}% {:>10} {:>9} {:>7} {:>7} {:>6} {:>9} {:>7}",
             name,
             m.overload_seconds,
+            m.overload_connection_seconds,
             m.pod_seconds,
             100.0 * (m.pod_seconds as f64 / oracle.max(1) as f64 - 1.0),
+            m.reconnections,
+            m.rebalance_reconnections,
+            m.drain_reconnections,
+            m.peak_reconnects_per_second,
             m.scale_events,
-            m.reversals
+            m.reversals,
+            m.no_pod_retries
         );
-    };
-    row("chatscale", &report.chatscale);
-    row("hpa_default", &report.hpa_default);
+    }
     out
 }
 
-/// Pods over time: load at target and at overload, and the replicas and
-/// ready pods of both policies.
-fn svg(comparison: &Comparison) -> String {
-    const W: f64 = 1000.0;
-    const H: f64 = 480.0;
-    const LEFT: f64 = 50.0;
-    const RIGHT: f64 = 170.0;
-    const TOP: f64 = 30.0;
-    const BOTTOM: f64 = 40.0;
-    let seconds = comparison.load.len().max(1);
-    let target = f64::from(comparison.spec.target_connections_per_pod.max(1));
-    let needed: Vec<f64> = comparison.load.iter().map(|l| *l as f64 / target).collect();
-    let top_pods = comparison
-        .chatscale
-        .iter()
-        .chain(&comparison.hpa_default)
-        .map(|s| f64::from(s.replicas))
-        .chain(needed.iter().copied())
-        .fold(1.0, f64::max)
-        .ceil()
-        + 1.0;
-    let x = |t: usize| LEFT + (W - LEFT - RIGHT) * t as f64 / seconds as f64;
-    let y = |pods: f64| H - BOTTOM - (H - TOP - BOTTOM) * pods / top_pods;
-
-    let mut out = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">
-<rect width="100%" height="100%" fill="white"/>
-<text x="{LEFT}" y="18" font-size="13">chatscale-sim: {} (oracle {} pod-seconds)</text>
-"#,
-        comparison.report.scenario, comparison.report.oracle_pod_seconds
-    );
-    // Axes and grid.
-    let pod_step = match top_pods as i32 {
-        ..=12 => 1,
-        13..=40 => 5,
-        _ => 10,
-    };
-    for pods in (0..=top_pods as i32).step_by(pod_step) {
-        let py = y(f64::from(pods));
+fn targets_section(targets: &[Target]) -> String {
+    let mut out = String::from("targets (reported, not enforced)\n");
+    for t in targets {
         let _ = writeln!(
             out,
-            r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{pods}</text>"##,
-            W - RIGHT,
-            LEFT - 4.0,
-            py + 4.0
+            "  {:<4} {:<14} {:<58} {}",
+            if t.pass { "PASS" } else { "MISS" },
+            t.scenario,
+            t.goal,
+            t.got
         );
     }
-    for minute in (0..=seconds / 60).step_by(10) {
-        let px = x(minute * 60);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{:.1}" stroke="#eee"/><text x="{px:.1}" y="{:.1}" text-anchor="middle">{minute} min</text>"##,
-            H - BOTTOM,
-            H - BOTTOM + 16.0
-        );
-    }
-    let _ = writeln!(
-        out,
-        r#"<text x="12" y="{:.1}" transform="rotate(-90 12 {:.1})" text-anchor="middle">pods</text>"#,
-        (H - BOTTOM + TOP) / 2.0,
-        (H - BOTTOM + TOP) / 2.0
-    );
-
-    // chatscale is drawn wider, under hpa_default, so that both show where they coincide.
-    let mut line = |points: String, color: &str, dash: &str, label: &str, row: usize| {
-        let width = if label.starts_with("chatscale") {
-            4.0
-        } else {
-            1.5
-        };
-        let _ = writeln!(
-            out,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="{width}" stroke-dasharray="{dash}" points="{points}"/>"#
-        );
-        let ly = TOP + 10.0 + 18.0 * row as f64;
-        let lx = W - RIGHT + 10.0;
-        let _ = writeln!(
-            out,
-            r#"<line x1="{lx}" y1="{ly}" x2="{:.1}" y2="{ly}" stroke="{color}" stroke-width="{width}" stroke-dasharray="{dash}"/><text x="{:.1}" y="{:.1}">{label}</text>"#,
-            lx + 24.0,
-            lx + 30.0,
-            ly + 4.0
-        );
-    };
-    let smooth = |values: &[f64]| {
-        let stride = (values.len() / 1000).max(1);
-        values
-            .iter()
-            .enumerate()
-            .filter(|(t, _)| t % stride == 0 || *t + 1 == values.len())
-            .map(|(t, v)| format!("{:.1},{:.1}", x(t), y(*v)))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let steps = |samples: &[Sample], pick: fn(&Sample) -> i32| {
-        let mut points = Vec::new();
-        let mut previous = None;
-        for (t, sample) in samples.iter().enumerate() {
-            let v = f64::from(pick(sample));
-            if previous != Some(v) {
-                if let Some(p) = previous {
-                    points.push(format!("{:.1},{:.1}", x(t), y(p)));
-                }
-                points.push(format!("{:.1},{:.1}", x(t), y(v)));
-                previous = Some(v);
-            }
-        }
-        if let Some(p) = previous {
-            points.push(format!("{:.1},{:.1}", x(samples.len()), y(p)));
-        }
-        points.join(" ")
-    };
-    line(smooth(&needed), "#888", "none", "load / target", 0);
-    let factor = comparison.model.overload_percent as f64 / 100.0;
-    let at_overload: Vec<f64> = needed.iter().map(|n| n / factor).collect();
-    let label = format!("load / ({factor} target)");
-    line(smooth(&at_overload), "#bbb", "2 3", &label, 1);
-    line(
-        steps(&comparison.chatscale, |s| s.ready),
-        "#1f77b4",
-        "none",
-        "chatscale ready",
-        2,
-    );
-    line(
-        steps(&comparison.chatscale, |s| s.replicas),
-        "#1f77b4",
-        "5 3",
-        "chatscale replicas",
-        3,
-    );
-    line(
-        steps(&comparison.hpa_default, |s| s.ready),
-        "#ff7f0e",
-        "none",
-        "hpa_default ready",
-        4,
-    );
-    line(
-        steps(&comparison.hpa_default, |s| s.replicas),
-        "#ff7f0e",
-        "5 3",
-        "hpa_default replicas",
-        5,
-    );
-    out.push_str("</svg>\n");
     out
 }
