@@ -1,9 +1,9 @@
 # chatscale: `make test` is the one command CI and developers run.
-.PHONY: test deps lint testenv test-build rust-test cluster-test lifecycle-test local-cluster js-test run bench bench-scaleout bench-artillery crds chart-test
+.PHONY: test deps lint testenv test-build rust-test cluster-test lifecycle-test local-cluster js-test sim run bench bench-scaleout bench-artillery crds chart-test
 
 CHAT_SERVER_BIN := $(CURDIR)/target/debug/chat-server
 
-test: deps lint testenv rust-test js-test
+test: deps lint testenv rust-test js-test sim
 
 # Debian packages and the pinned npm test client (see scripts/install-test-deps.sh).
 deps:
@@ -57,6 +57,13 @@ local-cluster: deps testenv test-build
 # The official socket.io-client and headless Chromium against the same binary.
 js-test: test-build
 	cd tests/js && CHAT_SERVER_BIN=$(CHAT_SERVER_BIN) npm test
+
+# The autoscaling simulator on every scenario: chatscale, the HPA and KEDA
+# side by side, and the targets of docs/autoscaling-sim.md as printed numbers
+# (PASS or MISS). It fails only if the binary fails, never on a missed
+# target. test-build has built it already; the run takes a few seconds.
+sim: test-build
+	cargo run -q -p chatscale-operator --bin chatscale-sim --locked -- --all
 
 run:
 	cargo run --release -p chat-server
