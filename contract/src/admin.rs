@@ -10,9 +10,10 @@
 //!
 //! Shed API, for rebalancing (same token):
 //! - `GET    /shed`: the [`ShedStatus`];
-//! - `POST   /shed` with a [`ShedRequest`]: closes that many connections'
-//!   transports at that rate, refusing new sessions (503) until done; it
-//!   replaces a shed in progress. `202 Accepted` with the status. A body that
+//! - `POST   /shed` with a [`ShedRequest`]: refuses new sessions (503, and
+//!   `/readyz` 503) and closes that many connections' transports at that
+//!   rate, refusing until [`SHED_HOLD_SECONDS`] after the request or after
+//!   the last close; it replaces a shed in progress. `202 Accepted` with the status. A body that
 //!   is not a valid [`ShedRequest`] gets `400` and changes nothing; a server
 //!   that drains answers [`SHED_WHILE_DRAINING`] and changes nothing;
 //! - `DELETE /shed`: stops shedding (new sessions are welcome again); the status.
@@ -45,13 +46,15 @@ pub const READINESS_PERIOD_SECONDS: u32 = 5;
 /// ...and not Ready after this many failures in a row.
 pub const READINESS_FAILURES: u32 = 2;
 
-/// How long a shed keeps refusing new sessions (and `/readyz` 503) after its
-/// last close. Load balancers that route by endpoints (ingress controllers,
-/// Gateways) keep sending a pod's cookie-pinned clients back to it until the
-/// kubelet has seen it not Ready (up to period × failures) and the endpoints
-/// have dropped it; the extra 5 s cover that update and the clients'
-/// reconnection delay.
-pub const SHED_HOLD_SECONDS: u64 = (READINESS_PERIOD_SECONDS * READINESS_FAILURES) as u64 + 5;
+/// How long a shed request makes a server refuse new sessions (and answer
+/// `/readyz` 503): this long after the request, or after its last close if
+/// that comes later. Load balancers that route by endpoints (ingress
+/// controllers, Gateways) keep sending a pod's cookie-pinned clients back to
+/// it until the kubelet has seen it not Ready (up to period × failures) and
+/// the endpoints have dropped it; the extra 10 s cover that update and the
+/// clients' reconnection delay, and let the operator renew a refusal every
+/// `intervalSeconds` (15 by default) without a gap.
+pub const SHED_HOLD_SECONDS: u64 = (READINESS_PERIOD_SECONDS * READINESS_FAILURES) as u64 + 10;
 
 /// `http://<address>` and a path of this API.
 pub fn url(base: &str, path: &str) -> String {
@@ -82,7 +85,8 @@ pub struct DrainStatus {
     pub started_at: Option<u64>,
 }
 
-/// The body of `POST /shed`: move `connections` clients off this server, at
+/// The body of `POST /shed`: refuse new sessions for [`SHED_HOLD_SECONDS`],
+/// and move `connections` clients off this server (0: none, refuse only), at
 /// most `per_second` of them per second (1..=[`SHED_RATE_MAX`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -94,9 +98,6 @@ pub struct ShedRequest {
 impl ShedRequest {
     /// Why a request is refused, if it is.
     pub fn check(&self) -> Result<(), String> {
-        if self.connections == 0 {
-            return Err("connections must be at least 1".into());
-        }
         if !(1..=SHED_RATE_MAX).contains(&self.per_second) {
             return Err(format!("perSecond must be 1..{SHED_RATE_MAX}"));
         }
@@ -167,7 +168,7 @@ mod tests {
         let ok: ShedRequest = serde_json::from_str(r#"{"connections":8,"perSecond":20}"#).unwrap();
         assert_eq!(ok.check(), Ok(()));
         for (body, refused) in [
-            (r#"{"connections":0,"perSecond":20}"#, true),
+            (r#"{"connections":0,"perSecond":20}"#, false),
             (r#"{"connections":8,"perSecond":0}"#, true),
             (r#"{"connections":8,"perSecond":10001}"#, true),
         ] {
@@ -178,7 +179,7 @@ mod tests {
             r#"{"connections":-1,"perSecond":20}"#,
             r#"{"connections":8}"#,
             r#"{"connections":8,"perSecond":20,"extra":1}"#,
-            r#"[8,20]"#,
+            r#""8""#,
         ] {
             assert!(
                 serde_json::from_str::<ShedRequest>(malformed).is_err(),

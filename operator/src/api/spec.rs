@@ -347,18 +347,20 @@ pub struct AutoscalingSpec {
     pub rebalance: RebalanceSpec,
 }
 
-/// Rebalancing: a ready pod that holds more than `deadZonePercent` above the
-/// mean of the ready pods, for `afterSeconds`, is asked to shed connections
-/// at `connectionsPerSecond` until it is halfway back into the zone. While it
-/// sheds it refuses new sessions, so its clients reconnect to other pods and
-/// resume. Never while a scale-down drains.
+/// Rebalancing: a ready pod more than `deadZonePercent` above the mean of
+/// the ready pods refuses new sessions at once (they go to the other pods;
+/// nobody reconnects), and if it is still above the zone after
+/// `afterSeconds`, sheds connections at `connectionsPerSecond` until it is
+/// halfway back into the zone; its clients reconnect to other pods and
+/// resume. While it refuses or sheds it is not Ready. Never while a
+/// scale-down drains.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RebalanceSpec {
     /// Rebalance at all (when false, the autoscaler sizes for the hottest pod instead).
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// How far above the mean a pod may be before it sheds, in percent.
+    /// How far above the mean a pod may be before it refuses new sessions (and later sheds), in percent.
     #[serde(default = "default_dead_zone")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 1000").message("rebalance.deadZonePercent must be 1..1000"))]
     pub dead_zone_percent: i32,
@@ -366,7 +368,7 @@ pub struct RebalanceSpec {
     #[serde(default = "default_shed_rate")]
     #[x_kube(validation = shed_rate_rule())]
     pub connections_per_second: i32,
-    /// Seconds a pod must stay above the zone before it sheds (so a short burst moves nobody).
+    /// Seconds a pod stays above the zone, refusing new sessions, before it sheds.
     #[serde(default = "default_rebalance_after")]
     #[x_kube(validation = Rule::new("self >= 0 && self <= 3600").message("rebalance.afterSeconds must be 0..3600"))]
     pub after_seconds: i32,
@@ -392,7 +394,7 @@ fn default_shed_rate() -> i32 {
 }
 
 fn default_rebalance_after() -> i32 {
-    30
+    120
 }
 
 /// The shed rates chat-server accepts.

@@ -9,9 +9,11 @@
 //! pods than run now, the drain is cancelled (its pods serve again, or are
 //! replaced if they had finished draining) before replicas go up.
 //!
-//! Rebalancing happens only in an evaluation that neither scales nor runs
-//! beside a drain: a shed is asked for once per pod, and the pod ends it by
-//! itself; the pod's `chat_shedding` gauge says when (`RebalanceCompleted`).
+//! Rebalancing (`rebalance::plan`) is restated at every evaluation that
+//! neither starts nor runs beside a drain: donors are asked again to refuse
+//! (and, after `afterSeconds`, to shed); a pod back in the zone is no longer
+//! asked, and its `chat_shedding` gauge falls back to 0 once its refusal
+//! runs out (`RebalanceCompleted`).
 
 use std::{
     collections::BTreeMap,
@@ -130,7 +132,8 @@ pub struct Autoscaler {
     history: History,
     drain: Option<RunningDrain>,
     imbalance: Imbalance<String>,
-    /// Pods asked to shed whose shed has not ended yet, with what was asked.
+    /// Pods asked to refuse or shed whose refusal has not ended yet, with
+    /// the connections they were last asked to shed (0: refuse only).
     shedding: BTreeMap<String, u64>,
     status: OwnedStatus,
 }
@@ -163,7 +166,7 @@ struct Plan {
     /// The decision's label in `chatscale_autoscaler_decisions_total`.
     direction: &'static str,
     act: Act,
-    /// Pods to ask to shed (only when `act` is `Hold` and no drain runs).
+    /// Pods to ask to refuse or shed (never when `act` drains or a drain runs).
     sheds: Vec<Shed<String>>,
     /// The zone around the mean the sheds are for.
     zone: Option<Zone>,
@@ -218,8 +221,8 @@ impl Autoscaler {
         metrics.decisions.with_label_values(&[plan.direction]).inc();
         self.act(cluster, &plan, observation.current, timing)
             .await?;
-        self.shed(cluster.as_ref(), &plan, metrics, now).await;
-        self.shed_ended(cluster.as_ref(), &observation.scrapes)
+        self.shed(cluster.as_ref(), &plan, metrics).await;
+        self.shed_ended(cluster.as_ref(), &plan, &observation.scrapes)
             .await;
         self.history.record(now, observation.current, &plan.done);
         let draining = self.draining().to_vec();
@@ -240,13 +243,14 @@ impl Autoscaler {
         Ok(plan.decision)
     }
 
-    /// Asks the planned pods to shed, with one Event for them all.
-    async fn shed(&mut self, cluster: &dyn Cluster, plan: &Plan, metrics: &Metrics, now: u64) {
+    /// Asks the planned pods to refuse or shed. Events: a pod that starts to
+    /// refuse, and one that starts to shed.
+    async fn shed(&mut self, cluster: &dyn Cluster, plan: &Plan, metrics: &Metrics) {
         let (Some(zone), false) = (plan.zone, plan.sheds.is_empty()) else {
             return;
         };
         let admin = cluster.admin().await;
-        let mut asked = Vec::new();
+        let mut news = Vec::new();
         for shed in &plan.sheds {
             let Some(url) = plan.admin_of(&shed.pod) else {
                 continue;
@@ -259,9 +263,16 @@ impl Autoscaler {
                 Ok(()) => {
                     metrics.shed_requests.with_label_values(&["ok"]).inc();
                     metrics.shed_connections.inc_by(shed.connections);
-                    self.shedding.insert(shed.pod.clone(), shed.connections);
-                    self.imbalance.restart(&shed.pod, now);
-                    asked.push(format!("{} sheds {}", shed.pod, shed.connections));
+                    let before = self.shedding.insert(shed.pod.clone(), shed.connections);
+                    if before.is_none() {
+                        news.push(format!("{} refuses new sessions", shed.pod));
+                    }
+                    if shed.connections > 0 && before.is_none_or(|asked| asked == 0) {
+                        news.push(format!(
+                            "{} sheds {} at {}/s",
+                            shed.pod, shed.connections, shed.per_second
+                        ));
+                    }
                 }
                 Err(error) => {
                     metrics.shed_requests.with_label_values(&["failed"]).inc();
@@ -271,14 +282,13 @@ impl Autoscaler {
                 }
             }
         }
-        if !asked.is_empty() {
-            let rate = plan.sheds[0].per_second;
+        if !news.is_empty() {
             cluster
                 .event(
                     Reason::RebalanceStarted,
                     format!(
-                        "{} at {rate}/s (mean {:.0}, zone up to {:.0}, back to {})",
-                        asked.join(", "),
+                        "{} (mean {:.0}, zone up to {:.0}, back to {})",
+                        news.join(", "),
                         zone.mean,
                         zone.upper,
                         zone.back_to
@@ -288,13 +298,15 @@ impl Autoscaler {
         }
     }
 
-    /// Reports the sheds that ended: the pod says it no longer sheds, or it has gone.
-    async fn shed_ended(&mut self, cluster: &dyn Cluster, scrapes: &[Scrape]) {
+    /// Reports the rebalances that ended: a pod no longer asked says it no
+    /// longer refuses, or it has gone.
+    async fn shed_ended(&mut self, cluster: &dyn Cluster, plan: &Plan, scrapes: &[Scrape]) {
+        let planned = |pod: &str| plan.sheds.iter().any(|s| s.pod == pod);
         let mut ended = Vec::new();
         for (pod, asked) in &self.shedding {
             let now = scrapes.iter().find(|s| &s.target.pod == pod);
             match now.map(|s| s.metrics.as_ref()) {
-                Some(Ok(metrics)) if !metrics.shedding => {
+                Some(Ok(metrics)) if !metrics.shedding && !planned(pod) => {
                     ended.push((pod.clone(), Some((*asked, metrics.connections))))
                 }
                 None => ended.push((pod.clone(), None)),
@@ -307,7 +319,7 @@ impl Autoscaler {
                 cluster
                     .event(
                         Reason::RebalanceCompleted,
-                        format!("{pod} shed {asked}, holds {connections} now"),
+                        format!("{pod} takes new sessions again (last asked to shed {asked}), holds {connections}"),
                     )
                     .await;
             }
@@ -467,9 +479,8 @@ fn plan(
         .count()
         .max(1) as i64;
     let loads = collect::loads(&seen.scrapes);
-    // Only in an evaluation that changes nothing else, and only on what every
-    // ready pod reported.
-    let sheds = if act == Act::Hold && signals.connections.is_some() {
+    // Never beside a drain, and only on what every ready pod reported.
+    let sheds = if !matches!(act, Act::Drain(_)) && signals.connections.is_some() {
         rebalance::plan(&spec.rebalance, now, &loads, imbalance, draining)
     } else {
         Vec::new()
@@ -619,33 +630,44 @@ mod tests {
     }
 
     #[test]
-    fn pods_far_above_the_mean_shed_only_when_nothing_else_happens() {
+    fn pods_far_above_the_mean_refuse_then_shed_never_beside_a_drain() {
         // Target 100 per pod: 60 connections on 3 pods hold; two old pods
-        // hold them all. Seen above the zone at 0 and 30 s (afterSeconds 30).
+        // hold them all. Above the zone since 0 s (afterSeconds 120).
         let seen = seen(&[30, 30, 0]);
         let mut imbalance = Imbalance::default();
         let loads = collect::loads(&seen.scrapes);
         let mut spec = spec();
         spec.min_replicas = 3;
         imbalance.observe(&spec.rebalance, 0, &loads);
-        imbalance.observe(&spec.rebalance, 30, &loads);
-        let plan = plan(&spec, 30, &seen, &History::default(), &imbalance, false);
-        assert_eq!(plan.act, Act::Hold);
-        let shed: Vec<(&str, u64)> = plan
-            .sheds
-            .iter()
-            .map(|s| (s.pod.as_str(), s.connections))
-            .collect();
-        assert_eq!(shed, [("chat-0", 9), ("chat-1", 9)]);
-        assert_eq!(plan.admin_of("chat-1"), Some("http://10.0.0.1:9090"));
-        assert_eq!(plan.busiest_pod_connections, Some(30));
+        imbalance.observe(&spec.rebalance, 120, &loads);
+        let asked = |plan: &Plan| -> Vec<(String, u64)> {
+            plan.sheds
+                .iter()
+                .map(|s| (s.pod.clone(), s.connections))
+                .collect()
+        };
+        let early = plan(&spec, 60, &seen, &History::default(), &imbalance, false);
+        assert_eq!(asked(&early), [("chat-0".into(), 0), ("chat-1".into(), 0)]);
+        let due = plan_with(&spec, &seen, &imbalance, false);
+        assert_eq!(due.act, Act::Hold);
+        assert_eq!(asked(&due), [("chat-0".into(), 9), ("chat-1".into(), 9)]);
+        assert_eq!(due.admin_of("chat-1"), Some("http://10.0.0.1:9090"));
+        assert_eq!(due.busiest_pod_connections, Some(30));
 
         let draining = plan_with(&spec, &seen, &imbalance, true);
         assert!(draining.sheds.is_empty(), "never beside a drain");
+        spec.min_replicas = 1;
+        let scaling_down = plan_with(&spec, &seen, &imbalance, false);
+        assert!(matches!(scaling_down.act, Act::Drain(_)));
+        assert!(scaling_down.sheds.is_empty(), "never when a drain starts");
         spec.target_connections_per_pod = 10;
-        let scaling = plan_with(&spec, &seen, &imbalance, false);
-        assert_eq!(scaling.act, Act::ScaleUp);
-        assert!(scaling.sheds.is_empty(), "never in a scaling evaluation");
+        let scaling_up = plan_with(&spec, &seen, &imbalance, false);
+        assert_eq!(scaling_up.act, Act::ScaleUp);
+        assert_eq!(
+            asked(&scaling_up).len(),
+            2,
+            "a scale-up helps only new sessions"
+        );
     }
 
     fn plan_with(
@@ -654,7 +676,7 @@ mod tests {
         imbalance: &Imbalance<String>,
         draining: bool,
     ) -> Plan {
-        plan(spec, 30, seen, &History::default(), imbalance, draining)
+        plan(spec, 120, seen, &History::default(), imbalance, draining)
     }
 
     #[test]

@@ -1,12 +1,21 @@
-//! Rebalancing, the decision (pure): which ready pods shed how many
-//! connections. Connections are sticky, so after a scale-up the old pods keep
-//! theirs and only new sessions reach the new pods; a pod that stays more
-//! than `deadZonePercent` above the mean of the ready pods for `afterSeconds`
-//! is asked to shed until it is halfway back into the zone
-//! (`mean × (1 + deadZone / 2)`), at `connectionsPerSecond`. While it sheds
-//! it refuses new sessions, so the clients it lets go land on other pods.
-//! Never while a scale-down drains (its clients are moving already), never
-//! with fewer than two ready pods, never twice at once on one pod.
+//! Rebalancing, the decision (pure): which ready pods stop taking new
+//! sessions, and which shed connections. Connections are sticky, so after a
+//! scale-up the old pods keep theirs and only new sessions reach the new
+//! pods. A pod more than `deadZonePercent` above the mean of the ready pods
+//! is a donor:
+//!
+//! 1. at once, it refuses new sessions, so every new session lands on the
+//!    other pods: free, nobody reconnects, and with sessions arriving all
+//!    the time it often restores the balance by itself;
+//! 2. if it is still above the zone after `afterSeconds`, it also sheds, at
+//!    `connectionsPerSecond`, until it is halfway back into the zone
+//!    (`mean × (1 + deadZone / 2)`); its clients reconnect to other pods.
+//!
+//! A [`Shed`] with `connections: 0` is step 1 alone. The orders are restated
+//! at every evaluation (a new order replaces the one in progress, and a
+//! refusal lasts only a while), so a pod back in the zone just stops being
+//! asked. Never while a scale-down drains (its clients are moving already),
+//! never with fewer than two ready pods.
 //!
 //! The controller (`control`) and the simulator (`sim`) both act on [`plan`].
 
@@ -23,7 +32,8 @@ pub struct Load<P> {
     pub shedding: bool,
 }
 
-/// A request to one pod: close this many connections at this rate.
+/// A request to one pod: refuse new sessions, and close this many
+/// connections (0: none) at this rate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shed<P> {
     pub pod: P,
@@ -94,15 +104,6 @@ impl<P: Clone + Eq + Hash> Imbalance<P> {
         self.above_since = above;
     }
 
-    /// Counts `pod` as above the zone only from `now` on: after it was asked
-    /// to shed, a pod still (or again) above the zone waits `afterSeconds`
-    /// before it is asked again.
-    pub fn restart(&mut self, pod: &P, now: u64) {
-        if let Some(since) = self.above_since.get_mut(pod) {
-            *since = now;
-        }
-    }
-
     /// True when `pod` has been above the zone for `seconds` or more.
     fn above_for(&self, pod: &P, now: u64, seconds: u64) -> bool {
         self.above_since
@@ -111,7 +112,7 @@ impl<P: Clone + Eq + Hash> Imbalance<P> {
     }
 }
 
-/// The pods that shed now, and how much (see the module documentation).
+/// The pods that refuse or shed now, and how much (see the module documentation).
 /// `draining`: a scale-down drain runs.
 pub fn plan<P: Clone + Eq + Hash>(
     spec: &RebalanceSpec,
@@ -128,14 +129,16 @@ pub fn plan<P: Clone + Eq + Hash>(
     };
     let after = spec.after_seconds.max(0) as u64;
     pods.iter()
-        .filter(|p| !p.shedding && zone.above(p.connections))
-        .filter(|p| imbalance.above_for(&p.pod, now, after))
+        .filter(|p| zone.above(p.connections))
         .map(|p| Shed {
             pod: p.pod.clone(),
-            connections: p.connections.saturating_sub(zone.back_to),
+            connections: if imbalance.above_for(&p.pod, now, after) {
+                p.connections.saturating_sub(zone.back_to)
+            } else {
+                0
+            },
             per_second: spec.connections_per_second.max(1) as u32,
         })
-        .filter(|shed| shed.connections > 0)
         .collect()
 }
 
@@ -171,24 +174,27 @@ mod tests {
         plan(&spec(), now, pods, &imbalance, draining)
     }
 
-    #[test]
-    fn a_pod_above_the_zone_sheds_halfway_back_into_it() {
-        // Mean 20, zone up to 23, back to 21: each old pod sheds 9.
-        let sheds = planned(&loads(&[30, 30, 0]), 30, false);
-        assert_eq!(
-            sheds,
-            [0, 1].map(|pod| Shed {
-                pod,
-                connections: 9,
-                per_second: 50
-            })
-        );
+    fn asked(sheds: &[Shed<usize>]) -> Vec<(usize, u64)> {
+        sheds.iter().map(|s| (s.pod, s.connections)).collect()
     }
 
     #[test]
-    fn nobody_sheds_too_early_while_draining_when_disabled_or_alone() {
+    fn a_pod_above_the_zone_refuses_at_once_and_sheds_halfway_back_after_a_while() {
+        // Mean 20, zone up to 23, back to 21.
         let pods = loads(&[30, 30, 0]);
-        assert!(planned(&pods, 29, false).is_empty(), "after 29 s of 30");
+        assert_eq!(
+            asked(&planned(&pods, 29, false)),
+            [(0, 0), (1, 0)],
+            "refuse only"
+        );
+        let sheds = planned(&pods, 30, false);
+        assert_eq!(asked(&sheds), [(0, 9), (1, 9)]);
+        assert!(sheds.iter().all(|s| s.per_second == 50));
+    }
+
+    #[test]
+    fn nobody_is_asked_while_draining_when_disabled_alone_or_in_the_zone() {
+        let pods = loads(&[30, 30, 0]);
         assert!(planned(&pods, 30, true).is_empty(), "a drain runs");
         let mut off = spec();
         off.enabled = false;
@@ -196,43 +202,42 @@ mod tests {
         imbalance.observe(&off, 0, &pods);
         assert!(plan(&off, 60, &pods, &imbalance, false).is_empty());
         assert!(planned(&loads(&[100]), 60, false).is_empty(), "one pod");
+        assert!(planned(&loads(&[22, 20, 18]), 60, false).is_empty());
     }
 
     #[test]
-    fn a_pod_that_sheds_is_not_asked_again_and_a_pod_back_in_the_zone_starts_over() {
-        let mut pods = loads(&[30, 30, 0]);
-        pods[0].shedding = true;
-        let sheds = planned(&pods, 30, false);
-        assert_eq!(sheds.iter().map(|s| s.pod).collect::<Vec<_>>(), [1]);
-
+    fn a_pod_back_in_the_zone_starts_over() {
         let mut imbalance = Imbalance::default();
         imbalance.observe(&spec(), 0, &loads(&[30, 30, 0]));
         imbalance.observe(&spec(), 15, &loads(&[20, 20, 20]));
         imbalance.observe(&spec(), 30, &loads(&[30, 30, 0]));
-        assert!(
-            plan(&spec(), 30, &loads(&[30, 30, 0]), &imbalance, false).is_empty(),
+        let sheds = plan(&spec(), 30, &loads(&[30, 30, 0]), &imbalance, false);
+        assert_eq!(
+            asked(&sheds),
+            [(0, 0), (1, 0)],
             "above again since 30 s only"
         );
     }
 
     proptest! {
         #[test]
-        fn shedding_brings_each_pod_into_the_zone_and_moves_no_more_than_its_surplus(
+        fn a_shed_brings_its_pod_into_the_zone_and_moves_no_more_than_its_surplus(
             connections in proptest::collection::vec(0u64..20_000, 2..12),
         ) {
             let pods = loads(&connections);
             let zone = Zone::of(&spec(), &pods).unwrap();
             let sheds = planned(&pods, 30, false);
-            for shed in &sheds {
+            for shed in sheds.iter().filter(|s| s.connections > 0) {
                 let before = connections[shed.pod];
                 prop_assert!(zone.above(before), "{shed:?} was in the zone");
                 let after = before - shed.connections;
                 prop_assert!(!zone.above(after), "{shed:?} still above {zone:?}");
                 prop_assert!(after as f64 >= zone.mean.floor(), "{shed:?} went below the mean {zone:?}");
             }
-            // Every pod out of the zone sheds.
+            // Every pod out of the zone is asked, and only those.
             let out = connections.iter().filter(|c| zone.above(**c)).count();
             prop_assert_eq!(sheds.len(), out);
+            prop_assert!(sheds.iter().all(|s| zone.above(connections[s.pod])));
             prop_assert!(planned(&pods, 30, true).is_empty());
         }
     }

@@ -111,6 +111,9 @@ pub struct Model {
     /// An experiment, not the operator's policy: chatscale sheds only pods
     /// above `target × (1 + tolerance)` ([`Chatscale::shedding_only_above_band`]).
     pub shed_only_above_band: bool,
+    /// A pod asked to shed refuses new sessions until this long after the
+    /// order, or after its last close if later (chat-server's `SHED_HOLD_SECONDS`).
+    pub shed_hold_seconds: u64,
 }
 
 impl Default for Model {
@@ -130,6 +133,7 @@ impl Default for Model {
             keda_polling_seconds: 30,
             keda_cached_metrics: false,
             shed_only_above_band: false,
+            shed_hold_seconds: chatscale_contract::admin::SHED_HOLD_SECONDS,
         }
     }
 }
@@ -180,6 +184,9 @@ pub struct Report {
     pub scenario: String,
     pub seconds: u64,
     pub oracle_pod_seconds: u64,
+    /// The clairvoyant that sizes as the policies do, `ceil(C(t) / target)`
+    /// pods (see [`oracle`]): what the sizing rule itself costs, with no lag.
+    pub oracle_at_target_pod_seconds: u64,
     /// Offered connections: mean and peak over the run, and the sessions.
     pub mean_connections: u64,
     pub peak_connections: u64,
@@ -254,6 +261,7 @@ pub fn compare_sessions(
         scenario: name.to_owned(),
         seconds: sessions.seconds,
         oracle_pod_seconds: oracle_pod_seconds(&sessions.offered, spec, model),
+        oracle_at_target_pod_seconds: oracle::at_target_pod_seconds(&sessions.offered, spec),
         mean_connections: sessions.mean_offered().round() as u64,
         peak_connections: sessions.offered.iter().copied().max().unwrap_or(0),
         sessions: sessions.len() as u64,

@@ -52,9 +52,14 @@ pub fn targets(report: &Report) -> Vec<Target> {
             c.overload_seconds * 3 <= h.overload_seconds,
         ));
         let ratio = c.pod_seconds as f64 / oracle;
+        let at_target = c.pod_seconds as f64 / report.oracle_at_target_pod_seconds.max(1) as f64;
+        let hpa = h.pod_seconds as f64 / oracle;
         out.push(target(
             "chatscale pod_seconds <= 1.15 x oracle",
-            format!("{ratio:.3} x ({} / {})", c.pod_seconds, oracle),
+            format!(
+                "{ratio:.3} x ({} / {oracle}); hpa_default {hpa:.3} x; {at_target:.3} x the oracle at the target",
+                c.pod_seconds
+            ),
             ratio <= 1.15,
         ));
     }

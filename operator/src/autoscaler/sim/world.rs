@@ -77,6 +77,9 @@ enum Phase {
 struct Shedding {
     remaining: u64,
     per_second: u64,
+    /// It refuses new sessions until this second, and longer while
+    /// `remaining` is above 0.
+    refuse_until: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -306,10 +309,12 @@ impl<'s> World<'s> {
             let Some(pod) = self.pods.get_mut(shed.pod as usize) else {
                 continue;
             };
-            if pod.phase == Phase::Ready && pod.drain_at.is_none() && shed.connections > 0 {
+            if pod.phase == Phase::Ready && pod.drain_at.is_none() {
+                // An order replaces the one in progress, as `POST /shed` does.
                 pod.shed = Some(Shedding {
                     remaining: shed.connections,
                     per_second: u64::from(shed.per_second.max(1)),
+                    refuse_until: t + self.model.shed_hold_seconds,
                 });
                 if self.drain.is_some() {
                     self.shed_orders_while_draining += 1;
@@ -516,8 +521,22 @@ impl<'s> World<'s> {
                     }
                     let remaining = shed.remaining - count;
                     let pod = &mut self.pods[p];
-                    pod.shed = (remaining > 0 && !pod.sessions.is_empty())
-                        .then_some(Shedding { remaining, ..shed });
+                    let refuse_until = if count > 0 && remaining == 0 {
+                        // The last close: refuse a while longer (`SHED_HOLD_SECONDS`).
+                        shed.refuse_until.max(t + self.model.shed_hold_seconds)
+                    } else {
+                        shed.refuse_until
+                    };
+                    let remaining = if pod.sessions.is_empty() {
+                        0
+                    } else {
+                        remaining
+                    };
+                    pod.shed = (remaining > 0 || t < refuse_until).then_some(Shedding {
+                        remaining,
+                        refuse_until,
+                        ..shed
+                    });
                 }
                 _ => {}
             }
@@ -710,14 +729,22 @@ mod tests {
             moved.push(world.second.shed);
             if t == 3 {
                 // Done shedding; every client it let go that has
-                // reconnected is on another pod.
-                assert!(!world.shedding());
+                // reconnected is on another pod. It refuses a while longer.
+                assert!(world.shedding());
                 assert_eq!(world.connections(0), 75);
             }
         }
         assert_eq!(moved, [10, 10, 5, 0, 0, 0, 0, 0, 0]);
         assert_eq!(world.census(), 300);
         assert!(world.consistent());
+        let hold = model(Balancer::RoundRobin).shed_hold_seconds;
+        for t in 10..=3 + hold {
+            world.begin(t);
+        }
+        assert!(
+            !world.shedding(),
+            "{hold} s after its last close it takes sessions again"
+        );
     }
 
     #[test]
