@@ -53,12 +53,11 @@ pub fn svg(comparison: &Comparison) -> String {
     let mut out = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" viewBox="0 0 {W} {height}" font-family="sans-serif" font-size="11">
 <rect width="100%" height="100%" fill="white"/>
-<text x="10" y="20" font-size="14">chatscale-sim: {} ({} s, {} sessions, mean {} / peak {} connections, {} balancer; oracle {} pod-seconds)</text>
+<text x="10" y="20" font-size="13">chatscale-sim: {} ({} s, {} sessions, peak {} connections, {}; oracle {} pod-s)</text>
 "#,
         report.scenario,
         report.seconds,
         report.sessions,
-        report.mean_connections,
         report.peak_connections,
         report.model.balancer.name(),
         report.oracle_pod_seconds,
@@ -73,7 +72,7 @@ pub fn svg(comparison: &Comparison) -> String {
         };
         let m = &run.metrics;
         let title = format!(
-            "{name}: {} s overloaded, {} pod-s ({:+.1}%), {} moved",
+            "{name}: {} s over, {} pod-s ({:+.1}%), {} moved",
             m.overload_seconds,
             m.pod_seconds,
             100.0 * (m.pod_seconds as f64 / report.oracle_pod_seconds.max(1) as f64 - 1.0),
