@@ -671,6 +671,29 @@ impl<A: Adapter> Socket<A> {
         Ok(())
     }
 
+    /// # Close the underlying engine.io connection, without a DISCONNECT packet.
+    ///
+    /// Unlike [`Socket::disconnect`], the client is not told that the server
+    /// disconnected it from the namespace: it sees its transport close
+    /// (`"transport close"` in the official client) and reconnects by itself,
+    /// as after a network failure. Over websocket, packets already emitted to
+    /// it are sent first, then the engine.io close packet; a long-polling
+    /// client may get the packets already emitted and then find its session
+    /// unknown on its next request, an error it reconnects after too.
+    ///
+    /// Every namespace the client is connected to on this connection is left:
+    /// each disconnect handler is called with [`DisconnectReason::ClosingServer`],
+    /// as when the server closes. The socket leaves the namespace once its
+    /// disconnect handler has run, not when this returns. Does nothing once
+    /// the transport is closed.
+    pub fn close_transport(&self) {
+        if !self.esocket.is_closed() {
+            #[cfg(feature = "tracing")]
+            tracing::debug!("closing underlying transport for socket: {}", self.id);
+            self.esocket.close(EIoDisconnectReason::ClosingServer);
+        }
+    }
+
     /// # Get the request info made by the client to connect.
     ///
     /// It might be used to retrieve the [`http::Extensions`]
@@ -718,11 +741,7 @@ impl<A: Adapter> Socket<A> {
     ///
     /// Return a future that resolves when the underlying transport is closed.
     pub(crate) async fn close_underlying_transport(&self) {
-        if !self.esocket.is_closed() {
-            #[cfg(feature = "tracing")]
-            tracing::debug!("closing underlying transport for socket: {}", self.id);
-            self.esocket.close(EIoDisconnectReason::ClosingServer);
-        }
+        self.close_transport();
         self.esocket.closed().await;
     }
 

@@ -7,6 +7,7 @@
 //!
 //! * Client namespace disconnect
 //! * Server namespace disconnect
+//! * Server transport close
 
 use std::time::Duration;
 
@@ -231,6 +232,103 @@ pub async fn server_ns_disconnect() {
     // Sort the rooms to guarantee order for the assertion
     rooms.sort();
     assert_eq!(rooms, vec!["testRoom1", "testRoom2", "testRoom3"]);
+}
+
+#[tokio::test]
+pub async fn ws_server_transport_close() {
+    let (tx, mut rx) = mpsc::channel::<(DisconnectReason, Vec<Room>)>(1);
+    let (svc, io) = create_server().await;
+    io.ns("/", async move |socket: SocketRef| {
+        socket.join("testRoom");
+        socket.on_disconnect(async move |s: SocketRef, reason: DisconnectReason| {
+            tx.try_send((reason, s.rooms())).unwrap();
+        });
+    });
+
+    let mut stream = create_ws_connection(&svc).await;
+    stream.next().await; // engine.io open packet
+    stream.next().await; // socket.io connect packet
+
+    let socket = io.sockets().into_iter().next().unwrap();
+    socket.emit("goodbye", "now").unwrap();
+    socket.close_transport();
+
+    let (reason, rooms) = tokio::time::timeout(Duration::from_millis(100), rx.recv())
+        .await
+        .expect("timeout waiting for DisconnectReason::ClosingServer")
+        .unwrap();
+    assert_eq!(reason, DisconnectReason::ClosingServer);
+    assert_eq!(rooms, vec!["testRoom"]);
+
+    // The event, then the engine.io close packet and the websocket close:
+    // no socket.io DISCONNECT packet (`41`), so the client reconnects.
+    let mut frames = Vec::new();
+    while let Some(frame) = tokio::time::timeout(Duration::from_millis(100), stream.next())
+        .await
+        .expect("timeout waiting for the websocket to close")
+    {
+        match frame.unwrap() {
+            Message::Text(ping) if ping == "2" => {}
+            frame => frames.push(frame),
+        }
+    }
+    assert_eq!(frames.len(), 3, "{frames:?}");
+    assert_eq!(frames[0], Message::Text("42[\"goodbye\",\"now\"]".into()));
+    assert_eq!(frames[1], Message::Text("1".into()));
+    assert!(matches!(frames[2], Message::Close(_)), "{frames:?}");
+}
+
+#[tokio::test]
+pub async fn polling_server_transport_close() {
+    let (svc, io) = create_server().await;
+    let mut rx = attach_handler(&io, 1);
+    let sid = create_polling_connection(&svc).await;
+    // Flush the buffered socket.io connect packet so the next poll waits.
+    send_req(
+        &svc,
+        format!("transport=polling&sid={sid}"),
+        http::Method::GET,
+        None,
+    )
+    .await;
+    let poll = tokio::spawn({
+        let svc = svc.clone();
+        let sid = sid.clone();
+        async move {
+            send_req(
+                &svc,
+                format!("transport=polling&sid={sid}"),
+                http::Method::GET,
+                None,
+            )
+            .await
+        }
+    });
+    // Give the pending poll time to wait for packets.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+
+    let socket = io.sockets().into_iter().next().unwrap();
+    socket.emit("goodbye", "now").unwrap();
+    socket.close_transport();
+
+    let reason = tokio::time::timeout(Duration::from_millis(100), rx.recv())
+        .await
+        .expect("timeout waiting for DisconnectReason::ClosingServer")
+        .unwrap();
+    assert_eq!(reason, DisconnectReason::ClosingServer);
+    // The pending poll returns the event (`send_req` strips the payload's
+    // first character) and no DISCONNECT packet (`41`); then the session is gone.
+    assert_eq!(poll.await.unwrap(), "2[\"goodbye\",\"now\"]");
+    assert_eq!(
+        send_req(
+            &svc,
+            format!("transport=polling&sid={sid}"),
+            http::Method::GET,
+            None,
+        )
+        .await,
+        "{\"code\":\"1\",\"message\":\"Session ID unknown\"}"
+    );
 }
 
 #[tokio::test]
