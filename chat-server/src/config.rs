@@ -152,7 +152,7 @@ pub struct Config {
     #[arg(long, env = env::DRAIN_TIMEOUT, default_value = "300s", value_parser = duration)]
     pub drain_timeout: Duration,
 
-    /// At most this many clients are disconnected per second while draining, so
+    /// At most this many clients are moved per second while draining, so
     /// that they do not all reconnect elsewhere at once.
     #[arg(long, env = env::DRAIN_RATE, default_value_t = settings::DRAIN_RATE.default,
           value_parser = clap::value_parser!(u32).range(settings::DRAIN_RATE.bounds()))]

@@ -17,11 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     adapter::{self, RedisAdapter, ResilientDriver},
-    admin::{
-        self,
-        drain::{self, Drain},
-        metrics::Metrics,
-    },
+    admin::{self, drain::Drain, gate, metrics::Metrics},
     answers::{self, MemoryLedger, RedisLedger},
     config::Config,
     events, origin,
@@ -132,7 +128,7 @@ impl Server {
         let drain = Drain::new(config.drain_rate, config.drain_jitter_ms, metrics.clone());
         let admin_app = admin::router(io.clone(), metrics, drain.clone(), token);
         let sessions = io.clone();
-        let gate = drain::SessionGate {
+        let gate = gate::SessionGate {
             drain: drain.clone(),
             holds: Arc::new(move |sid: &str| {
                 sid.parse::<Sid>()
@@ -147,7 +143,7 @@ impl Server {
             .layer(axum::middleware::map_request(compact_handshake))
             .layer(axum::middleware::from_fn_with_state(
                 gate,
-                drain::gate_sessions,
+                gate::gate_sessions,
             ))
             .layer(axum::middleware::from_fn_with_state(
                 Arc::new(origins),

@@ -42,17 +42,15 @@
     if (room && nextSeq !== null) resume(room);
     else if (room) join(room);
   });
-  // A draining server moves us elsewhere. Socket.IO does not reconnect by itself
-  // after a server-side disconnect, so reconnect after the delay it asks for.
-  let drainDelayMs = null;
-  socket.on('server-draining', (d) => { drainDelayMs = Number(d && d.reconnectAfterMs) || 0; });
+  // A draining or shedding server moves us elsewhere: it closes the transport
+  // right after `server-draining`, and Socket.IO reconnects by itself.
+  socket.on('server-draining', () => system('This server is moving us to another one…'));
   socket.on('disconnect', (reason) => {
     joined = false;
     clearTimeout(gapTimer); // the resume will fetch what is missing
     setState('disconnected', reason);
-    system('Disconnected (' + reason + '); reconnecting…');
-    if (reason === 'io server disconnect' && drainDelayMs !== null) setTimeout(() => socket.connect(), drainDelayMs);
-    drainDelayMs = null;
+    // After a server's DISCONNECT (an expired token) Socket.IO does not reconnect.
+    system('Disconnected (' + reason + ')' + (socket.active ? '; reconnecting…' : '.'));
   });
   socket.on('connect_error', (err) => setState('disconnected', err.message));
   socket.io.on('reconnect_attempt', (n) => setState('connecting', 'attempt ' + n));
@@ -264,6 +262,8 @@
     const text = $('text').value;
     if (!text.trim()) return;
     if (!room) return showError('Join a room first.');
+    // Sent before the rejoin's ack, it would be refused (not_joined).
+    if (!joined) return showError('Not in the room yet; try again in a moment.');
     const clientId = 'c' + Date.now().toString(36) + '-' + (++clientCounter);
     myClientIds.add(clientId);
     request('message', { room, text, clientId }, () => { $('text').value = ''; });
@@ -274,6 +274,7 @@
     const prompt = $('prompt').value;
     if (!prompt.trim()) return;
     if (!room) return showError('Join a room first.');
+    if (!joined) return showError('Not in the room yet; try again in a moment.');
     request('ai-query', { room, prompt }, () => { $('prompt').value = ''; });
   });
 })();

@@ -1,8 +1,10 @@
 // Graceful drain through real nginx and Redis: clients of a draining server
 // move to the others and resume without losing or repeating an event, even
-// mid-answer; cancel, drain timeout, crashes and the admin token.
+// mid-answer; a stock socket.io-client reconnects by itself; cancel, drain
+// timeout, crashes and the admin token.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { io } from 'socket.io-client';
 import { startServer, scrapeMetrics } from './lib/server.mjs';
 import { connect, ask, record } from './lib/client.mjs';
 import { startRedis } from './lib/redis.mjs';
@@ -44,7 +46,7 @@ test('300 clients over 30 rooms: draining a server mid-answer loses and repeats 
     clients.push(new ResumingClient(nginx.url, rooms[i % 30], address));
   }
   cleanups.push(() => clients.forEach((c) => c.close()));
-  for (let i = 0; i < clients.length; i += 50) await Promise.all(clients.slice(i, i + 50).map((c) => c.open(false)));
+  for (let i = 0; i < clients.length; i += 50) await Promise.all(clients.slice(i, i + 50).map((c) => c.open()));
   const perServer = await Promise.all(all.map(async (s) => (await scrapeMetrics(s.adminUrl)).get('chat_connected_sockets')));
   assert.ok(perServer.every((n) => n > 0), `clients on every server: ${perServer}`);
 
@@ -109,10 +111,47 @@ test('300 clients over 30 rooms: draining a server mid-answer loses and repeats 
   assert.equal(missing, 0);
   assert.equal(moved.length, onDrained, 'every client of the drained server was told to move');
   assert.ok(moved.every((c) => c.moved.reconnectedAt), 'and reconnected');
+  // Its transport was closed (no Socket.IO DISCONNECT): socket.io-client reconnected by itself.
+  const reasons = new Set(moved.flatMap((c) => c.disconnects));
+  assert.deepEqual([...reasons], ['transport close'], 'how the moved clients were disconnected');
+  assert.ok(clients.filter((c) => !c.moved).every((c) => c.disconnects.length === 0), 'the others stayed');
   assert.ok(slowest < 10_000, `slowest reconnect ${slowest} ms`);
 
   const { code } = await drained.stop();
   assert.equal(code, 0, 'SIGTERM on a drained server exits 0');
+});
+
+test('a stock socket.io-client whose server drains reconnects by itself, to another server', async () => {
+  const redis = await startRedis();
+  cleanups.push(() => redis.stop());
+  const pair = await servers(2, ['--drain-jitter-ms', '0'], redis);
+  const nginx = await startNginx({ upstreams: pair.map((s) => s.url.replace('http://', '')) });
+  cleanups.push(() => nginx.stop());
+  // Default options (forceNew only keeps it off other tests' Managers), no recipe code.
+  const socket = io(nginx.url, { forceNew: true });
+  cleanups.push(() => socket.close());
+  const seen = [];
+  socket.on('connect', () => seen.push('connect'));
+  socket.on('server-draining', () => seen.push('server-draining'));
+  socket.on('disconnect', (reason) => seen.push(`disconnect: ${reason}`));
+  socket.on('connect_error', (error) => seen.push(`connect_error: ${error.message}`));
+  await waitFor(() => socket.connected && socket.io.engine.transport.name === 'websocket', { what: 'connected over WebSocket' });
+  const on = async (s) => (await scrapeMetrics(s.adminUrl)).get('chat_connected_sockets');
+  const counts = await Promise.all(pair.map(on));
+  const from = pair[counts.indexOf(1)];
+  const to = pair[1 - counts.indexOf(1)];
+  assert.deepEqual(counts.toSorted(), [0, 1], `one server holds it: ${counts}`);
+  assert.ok((await ask(socket, 'join', { room: 'before-the-move' })).ok);
+  assert.equal((await scrapeMetrics(from.adminUrl)).get('chat_rooms'), 1);
+
+  assert.equal((await admin(from, 'POST')).status, 202);
+  await waitFor(() => seen.filter((e) => e === 'connect').length === 2, { what: 'a second connect' })
+    .catch((error) => assert.fail(`${error.message}; seen ${seen}`));
+  assert.deepEqual(seen, ['connect', 'server-draining', 'disconnect: transport close', 'connect']);
+  assert.equal(await on(to), 1, 'it is on the other server now');
+  assert.equal((await scrapeMetrics(from.adminUrl)).get('chat_rooms'), 0, 'its room was left as on any disconnect');
+  await waitFor(async () => (await (await admin(from)).json()).state === 'drained', { what: 'drained' });
+  assert.ok((await ask(socket, 'join', { room: 'after-the-move' })).ok);
 });
 
 test('the drain API refuses a missing or wrong token, and is off without one', async () => {

@@ -1,11 +1,12 @@
 //! Graceful drain: move every client off this server without losing an event.
 //! In order: readiness turns false and new Engine.IO sessions are refused
-//! (503, so the load balancer picks another server); connected clients get
-//! `server-draining {reconnectAfterMs}` with a random delay and are
-//! disconnected at no more than `rate` per second (they reconnect elsewhere
-//! and `resume`); AI answers this server streams run to their end (their
-//! chunks reach the moved clients through Redis and the room log); then the
-//! drain reports `drained`. A drain can be cancelled until it is drained.
+//! (503, so the load balancer picks another server: see [`super::gate`]);
+//! connected clients get `server-draining {reconnectAfterMs}` with a random
+//! delay and their transports are closed at no more than `rate` per second
+//! ([`super::moving`]: they reconnect elsewhere by themselves and `resume`);
+//! AI answers this server streams run to their end (their chunks reach the
+//! moved clients through Redis and the room log); then the drain reports
+//! `drained`. A drain can be cancelled until it is drained.
 
 use std::{
     sync::{
@@ -15,14 +16,18 @@ use std::{
     time::Duration,
 };
 
-use rand::Rng;
-use serde::Serialize;
 use socketioxide::{SocketIo, adapter::Adapter};
 use tokio::sync::watch;
 
 use chatscale_contract::admin::{DrainState, DrainStatus};
 
-use crate::{admin::metrics::Metrics, protocol::now_ms};
+use super::{metrics::Metrics, moving};
+use crate::protocol::now_ms;
+
+/// How often a drain looks again whether the sockets it closed have left:
+/// nothing signals it (a socket has one disconnect handler, the server's own),
+/// and a closed transport's session ends within a few task switches.
+const LEFT_YET_EVERY: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone, Copy)]
 struct Phase {
@@ -30,13 +35,6 @@ struct Phase {
     started_at: Option<u64>,
     /// Bumped by every start and cancel, so a cancelled drain task stops.
     generation: u64,
-}
-
-/// `server-draining {reconnectAfterMs}`
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ServerDraining {
-    reconnect_after_ms: u64,
 }
 
 pub struct Drain {
@@ -152,18 +150,19 @@ impl Drain {
             self.metrics
                 .drain_remaining_sockets
                 .set(sockets.len() as i64);
-            let Some(socket) = sockets.into_iter().next() else {
+            if sockets.is_empty() {
                 break;
+            }
+            // Sockets being moved stay until their session ends.
+            let Some(socket) = sockets.into_iter().find(|s| !moving::is_moving(s)) else {
+                tokio::time::sleep(LEFT_YET_EVERY).await;
+                continue;
             };
             pace.tick().await;
-            let delay = rand::rng().random_range(0..=self.jitter_ms);
-            let _ = socket.emit(
-                "server-draining",
-                &ServerDraining {
-                    reconnect_after_ms: delay,
-                },
-            );
-            let _ = socket.disconnect();
+            if !self.current(generation) {
+                return;
+            }
+            moving::move_client(&socket, self.jitter_ms);
         }
         // Answers this server streams keep going: they reach moved clients through Redis.
         let mut phase = self.phase.subscribe();
@@ -191,40 +190,4 @@ impl Drain {
         self.metrics.drain_remaining_sockets.set(0);
         tracing::info!("drained: no clients and no running answers left");
     }
-}
-
-/// Decides, on the public port, which Socket.IO requests a draining server
-/// turns away with 503 (so that a load balancer retries another server):
-/// new sessions, and requests for sessions this server does not hold (a
-/// sticky balancer keeps sending a moved client's requests here first).
-#[derive(Clone)]
-pub struct SessionGate {
-    pub drain: Arc<Drain>,
-    /// True when this server holds the Engine.IO session with that id.
-    pub holds: Arc<dyn Fn(&str) -> bool + Send + Sync>,
-}
-
-pub async fn gate_sessions(
-    axum::extract::State(gate): axum::extract::State<SessionGate>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    if gate.drain.refuses_new_sessions() && request.uri().path().starts_with("/socket.io") {
-        let sid = request
-            .uri()
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("sid="));
-        if !sid.is_some_and(|sid| (gate.holds)(sid)) {
-            return (
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                [(axum::http::header::RETRY_AFTER, "1")],
-                "this server is draining; connect to another one\n",
-            )
-                .into_response();
-        }
-    }
-    next.run(request).await
 }

@@ -3,7 +3,9 @@
 //! is reachable through the user-facing Service.
 
 pub mod drain;
+pub mod gate;
 pub mod metrics;
+mod moving;
 
 use std::sync::Arc;
 

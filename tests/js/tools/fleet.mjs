@@ -57,8 +57,8 @@ async function open(count) {
   // after a failure (counted: `retried`); a second failure names the client's
   // source address, to find it in the access log.
   let retried = 0;
-  await Promise.all(fresh.map((c) => c.open(false)
-    .catch(() => { retried++; return c.open(false); })
+  await Promise.all(fresh.map((c) => c.open()
+    .catch(() => { retried++; return c.open(); })
     .catch((error) => {
       const engine = c.socket?.io?.engine;
       throw new Error(`client ${c.localAddress} (sid ${engine?.id}, ${engine?.transport?.name}, ${engine?.readyState}): ${error.message}; ${JSON.stringify(c.history)}`);
