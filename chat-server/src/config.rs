@@ -142,9 +142,9 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1_024..=16_777_216))]
     pub max_payload_bytes: u64,
 
-    /// File holding the bearer token that guards the drain API on the admin port.
-    /// Without it the token is read from CHAT_ADMIN_TOKEN; with neither, the drain
-    /// API refuses every request (SIGTERM still drains).
+    /// File holding the bearer token that guards the drain and shed APIs on the
+    /// admin port. Without it the token is read from CHAT_ADMIN_TOKEN; with
+    /// neither, both refuse every request (SIGTERM still drains).
     #[arg(long, env = env::ADMIN_TOKEN_FILE)]
     pub admin_token_file: Option<PathBuf>,
 
@@ -158,7 +158,9 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(settings::DRAIN_RATE.bounds()))]
     pub drain_rate: u32,
 
-    /// Clients told to reconnect wait a random delay up to this many milliseconds.
+    /// Clients told to move (a drain or a shed) are advised a random delay up to
+    /// this many milliseconds before they reconnect; a shed refuses new
+    /// sessions this long after its last close (2 s at least).
     #[arg(long, env = env::DRAIN_JITTER_MS, default_value_t = 2000,
           value_parser = clap::value_parser!(u64).range(0..=600_000))]
     pub drain_jitter_ms: u64,

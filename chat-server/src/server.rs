@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     adapter::{self, RedisAdapter, ResilientDriver},
-    admin::{self, drain::Drain, gate, metrics::Metrics},
+    admin::{self, drain::Drain, gate, metrics::Metrics, shed::Shed},
     answers::{self, MemoryLedger, RedisLedger},
     config::Config,
     events, origin,
@@ -123,13 +123,17 @@ impl Server {
             None => Secret::from_env(ADMIN_TOKEN_ENV),
         };
         if token.is_none() {
-            tracing::warn!("no admin token configured: the drain API refuses every request");
+            tracing::warn!(
+                "no admin token configured: the drain and shed APIs refuse every request"
+            );
         }
         let drain = Drain::new(config.drain_rate, config.drain_jitter_ms, metrics.clone());
-        let admin_app = admin::router(io.clone(), metrics, drain.clone(), token);
+        let shed = Shed::new(drain.clone(), config.drain_jitter_ms, metrics.clone());
+        let admin_app = admin::router(io.clone(), metrics, drain.clone(), shed.clone(), token);
         let sessions = io.clone();
         let gate = gate::SessionGate {
             drain: drain.clone(),
+            shed,
             holds: Arc::new(move |sid: &str| {
                 sid.parse::<Sid>()
                     .is_ok_and(|sid| sessions.get_socket(sid).is_some())

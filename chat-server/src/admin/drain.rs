@@ -6,7 +6,8 @@
 //! ([`super::moving`]: they reconnect elsewhere by themselves and `resume`);
 //! AI answers this server streams run to their end (their chunks reach the
 //! moved clients through Redis and the room log); then the drain reports
-//! `drained`. A drain can be cancelled until it is drained.
+//! `drained`. A drain can be cancelled until it is drained. Starting a drain
+//! ends a shed ([`super::shed`] watches the drain).
 
 use std::{
     sync::{
@@ -30,7 +31,7 @@ use crate::protocol::now_ms;
 const LEFT_YET_EVERY: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone, Copy)]
-struct Phase {
+pub struct Phase {
     state: DrainState,
     started_at: Option<u64>,
     /// Bumped by every start and cancel, so a cancelled drain task stops.
@@ -63,6 +64,18 @@ impl Drain {
     /// True from the start of a drain until it is cancelled: refuse new sessions.
     pub fn refuses_new_sessions(&self) -> bool {
         self.phase.borrow().state != DrainState::Serving
+    }
+
+    /// While serving, a number that changes whenever a drain starts (or is
+    /// cancelled): a shed lives only as long as the number it started with.
+    pub fn serving_since(&self) -> Option<u64> {
+        let phase = self.phase.borrow();
+        (phase.state == DrainState::Serving).then_some(phase.generation)
+    }
+
+    /// Sees every start, cancel and end of a drain.
+    pub fn changes(&self) -> watch::Receiver<Phase> {
+        self.phase.subscribe()
     }
 
     pub fn status<A: Adapter>(&self, io: &SocketIo<A>) -> DrainStatus {
@@ -153,7 +166,7 @@ impl Drain {
             if sockets.is_empty() {
                 break;
             }
-            // Sockets being moved stay until their session ends.
+            // Sockets being moved (by this drain or a shed) stay until their session ends.
             let Some(socket) = sockets.into_iter().find(|s| !moving::is_moving(s)) else {
                 tokio::time::sleep(LEFT_YET_EVERY).await;
                 continue;

@@ -1,8 +1,8 @@
 //! Decides, on the public port, which Socket.IO requests this server turns
 //! away with 503 (so that a load balancer retries another server) while it
-//! drains: new sessions, and requests for sessions it does not hold (a sticky
-//! balancer keeps sending a moved client's requests here first). Requests for
-//! the sessions it holds always pass.
+//! drains or sheds: new sessions, and requests for sessions it does not hold
+//! (a sticky balancer keeps sending a moved client's requests here first).
+//! Requests for the sessions it holds always pass.
 
 use std::sync::Arc;
 
@@ -13,11 +13,12 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::drain::Drain;
+use super::{drain::Drain, shed::Shed};
 
 #[derive(Clone)]
 pub struct SessionGate {
     pub drain: Arc<Drain>,
+    pub shed: Arc<Shed>,
     /// True when this server holds the Engine.IO session with that id.
     pub holds: Arc<dyn Fn(&str) -> bool + Send + Sync>,
 }
@@ -25,9 +26,13 @@ pub struct SessionGate {
 impl SessionGate {
     /// Why this server refuses new sessions now, if it does.
     fn refusal(&self) -> Option<&'static str> {
-        self.drain
-            .refuses_new_sessions()
-            .then_some("this server is draining; connect to another one\n")
+        if self.drain.refuses_new_sessions() {
+            Some("this server is draining; connect to another one\n")
+        } else if self.shed.shedding() {
+            Some("this server is shedding connections; connect to another one\n")
+        } else {
+            None
+        }
     }
 }
 

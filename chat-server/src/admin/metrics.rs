@@ -34,6 +34,10 @@ pub struct Metrics {
     pub stream_ended: tokio::sync::Notify,
     /// Sockets still connected while draining.
     pub drain_remaining_sockets: IntGauge,
+    /// 1 while this server sheds (refreshed at scrape time).
+    pub shedding: IntGauge,
+    /// Connections this server has shed.
+    pub shed_connections_total: IntCounter,
     /// 1 while Redis answers (always 1 without Redis).
     pub redis_up: IntGauge,
     /// Adapter messages published to Redis.
@@ -114,6 +118,13 @@ impl Metrics {
                 "Sockets still connected while draining",
             )
             .unwrap(),
+            shedding: IntGauge::new("chat_shedding", "1 while this server sheds connections")
+                .unwrap(),
+            shed_connections_total: IntCounter::new(
+                "chat_shed_connections_total",
+                "Connections this server has shed (their transports closed)",
+            )
+            .unwrap(),
             redis_up: IntGauge::new(
                 "chat_redis_up",
                 "1 while Redis answers (always 1 without Redis)",
@@ -147,7 +158,7 @@ impl Metrics {
             registry,
         };
         metrics.redis_up.set(1);
-        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 19] = [
             Box::new(metrics.connected_sockets.clone()),
             Box::new(metrics.rooms.clone()),
             Box::new(metrics.messages_total.clone()),
@@ -160,6 +171,8 @@ impl Metrics {
             Box::new(metrics.events_rejected_total.clone()),
             Box::new(metrics.draining.clone()),
             Box::new(metrics.drain_remaining_sockets.clone()),
+            Box::new(metrics.shedding.clone()),
+            Box::new(metrics.shed_connections_total.clone()),
             Box::new(metrics.redis_up.clone()),
             Box::new(metrics.redis_publish_total.clone()),
             Box::new(metrics.redis_errors_total.clone()),
@@ -233,6 +246,8 @@ mod tests {
             "chat_message_handling_seconds_bucket",
             "chat_draining",
             "chat_drain_remaining_sockets",
+            "chat_shedding",
+            "chat_shed_connections_total",
             "chat_redis_up",
             "chat_redis_publish_total",
             "chat_redis_errors_total",

@@ -1,32 +1,36 @@
 //! The admin listener: metrics and health for Prometheus and the kubelet, and
-//! the drain API for the operator. It is a separate port so that nothing here
-//! is reachable through the user-facing Service.
+//! the drain and shed APIs for the operator. It is a separate port so that
+//! nothing here is reachable through the user-facing Service.
 
 pub mod drain;
 pub mod gate;
 pub mod metrics;
 mod moving;
+pub mod shed;
 
 use std::sync::Arc;
 
 use axum::{
     Json, Router,
+    body::Bytes,
     extract::State,
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
-use chatscale_contract::admin as api;
+use chatscale_contract::admin::{self as api, ShedRequest};
 use socketioxide::{SocketIo, adapter::Adapter};
 
 use crate::secret::Secret;
 use drain::Drain;
 use metrics::Metrics;
+use shed::Shed;
 
 struct AdminState<A: Adapter> {
     io: SocketIo<A>,
     metrics: Arc<Metrics>,
     drain: Arc<Drain>,
+    shed: Arc<Shed>,
     token: Option<Secret>,
 }
 
@@ -36,6 +40,7 @@ impl<A: Adapter> Clone for AdminState<A> {
             io: self.io.clone(),
             metrics: self.metrics.clone(),
             drain: self.drain.clone(),
+            shed: self.shed.clone(),
             token: self.token.clone(),
         }
     }
@@ -45,6 +50,7 @@ pub fn router<A: Adapter>(
     io: SocketIo<A>,
     metrics: Arc<Metrics>,
     drain: Arc<Drain>,
+    shed: Arc<Shed>,
     token: Option<Secret>,
 ) -> Router {
     Router::new()
@@ -57,10 +63,17 @@ pub fn router<A: Adapter>(
                 .post(drain_start::<A>)
                 .delete(drain_cancel::<A>),
         )
+        .route(
+            api::SHED,
+            get(shed_status::<A>)
+                .post(shed_start::<A>)
+                .delete(shed_stop::<A>),
+        )
         .with_state(AdminState {
             io,
             metrics,
             drain,
+            shed,
             token,
         })
 }
@@ -75,6 +88,7 @@ async fn metrics_text<A: Adapter>(State(state): State<AdminState<A>>) -> impl In
     if let Ok(rooms) = state.io.rooms().await {
         state.metrics.rooms.set(rooms.len() as i64);
     }
+    state.metrics.shedding.set(i64::from(state.shed.shedding()));
     (
         [(
             header::CONTENT_TYPE,
@@ -84,7 +98,8 @@ async fn metrics_text<A: Adapter>(State(state): State<AdminState<A>>) -> impl In
     )
 }
 
-/// Not ready while draining, so Services and load balancers stop sending clients.
+/// Not ready while draining, so Services and load balancers stop sending
+/// clients. Shedding leaves it ready (see [`shed`]).
 async fn readyz<A: Adapter>(State(state): State<AdminState<A>>) -> impl IntoResponse {
     if state.drain.refuses_new_sessions() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
@@ -93,10 +108,11 @@ async fn readyz<A: Adapter>(State(state): State<AdminState<A>>) -> impl IntoResp
     }
 }
 
-// The status the operator reads as "too late to cancel".
+// The statuses the operator reads as "too late to cancel" and "drains already".
 const _: () = assert!(StatusCode::CONFLICT.as_u16() == api::CANCEL_TOO_LATE);
+const _: () = assert!(StatusCode::CONFLICT.as_u16() == api::SHED_WHILE_DRAINING);
 
-/// Why a drain API request was refused.
+/// Why a drain or shed API request was refused.
 enum Refusal {
     NoTokenConfigured,
     BadToken,
@@ -107,7 +123,7 @@ impl IntoResponse for Refusal {
         match self {
             Refusal::NoTokenConfigured => (
                 StatusCode::FORBIDDEN,
-                "the drain API is disabled: no admin token configured (--admin-token-file or CHAT_ADMIN_TOKEN)\n",
+                "the drain and shed APIs are disabled: no admin token configured (--admin-token-file or CHAT_ADMIN_TOKEN)\n",
             )
                 .into_response(),
             Refusal::BadToken => (
@@ -120,7 +136,7 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// The drain API needs `Authorization: Bearer <admin token>`.
+/// The drain and shed APIs need `Authorization: Bearer <admin token>`.
 fn authorize<A: Adapter>(state: &AdminState<A>, headers: &HeaderMap) -> Result<(), Refusal> {
     let token = state.token.as_ref().ok_or(Refusal::NoTokenConfigured)?;
     let presented = headers
@@ -171,5 +187,92 @@ async fn drain_cancel<A: Adapter>(
             ),
         )
             .into_response(),
+    }
+}
+
+async fn shed_status<A: Adapter>(
+    State(state): State<AdminState<A>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = authorize(&state, &headers) {
+        return refused.into_response();
+    }
+    Json(state.shed.status(&state.io)).into_response()
+}
+
+/// The body as a [`ShedRequest`] that passes its checks, or why not.
+fn shed_request(body: &[u8]) -> Result<ShedRequest, String> {
+    let request: ShedRequest = serde_json::from_slice(body).map_err(|error| {
+        format!(
+            "the body must be {{\"connections\": N, \"perSecond\": R}} and nothing else: {error}"
+        )
+    })?;
+    request.check()?;
+    Ok(request)
+}
+
+async fn shed_start<A: Adapter>(
+    State(state): State<AdminState<A>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refused) = authorize(&state, &headers) {
+        return refused.into_response();
+    }
+    let request = match shed_request(&body) {
+        Ok(request) => request,
+        Err(why) => return (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response(),
+    };
+    match state.shed.start(state.io.clone(), request) {
+        Ok(()) => (StatusCode::ACCEPTED, Json(state.shed.status(&state.io))).into_response(),
+        Err(shed::Draining) => (
+            StatusCode::CONFLICT,
+            "the server drains: it moves every client already\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn shed_stop<A: Adapter>(State(state): State<AdminState<A>>, headers: HeaderMap) -> Response {
+    if let Err(refused) = authorize(&state, &headers) {
+        return refused.into_response();
+    }
+    state.shed.stop();
+    Json(state.shed.status(&state.io)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shed_body_is_a_checked_request_or_a_reason() {
+        assert_eq!(
+            shed_request(br#"{"connections":8,"perSecond":20}"#),
+            Ok(ShedRequest {
+                connections: 8,
+                per_second: 20
+            })
+        );
+        for (body, why) in [
+            (&b"{}"[..], "missing field `connections`"),
+            (br#"{"connections":"x","perSecond":1}"#, "invalid type"),
+            (
+                br#"{"connections":1,"perSecond":1,"force":true}"#,
+                "unknown field `force`",
+            ),
+            (b"connections=1", "expected value"),
+            (
+                br#"{"connections":0,"perSecond":1}"#,
+                "connections must be at least 1",
+            ),
+            (
+                br#"{"connections":1,"perSecond":10001}"#,
+                "perSecond must be 1..10000",
+            ),
+        ] {
+            let refused = shed_request(body).unwrap_err();
+            assert!(refused.contains(why), "{refused}");
+        }
     }
 }

@@ -1,8 +1,8 @@
-//! Moving one client off this server, the drain's step:
+//! Moving one client off this server, the step the drain and a shed share:
 //! `server-draining {reconnectAfterMs}`, then its transport is closed (no
 //! Socket.IO DISCONNECT), so that a stock socket.io-client sees "transport
 //! close" and reconnects by itself, and one that follows the resume recipe
-//! resumes where it was. Each socket is moved once.
+//! resumes where it was. Each socket is moved once, whoever asks first.
 
 use rand::Rng;
 use serde::Serialize;

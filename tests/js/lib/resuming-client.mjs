@@ -2,9 +2,10 @@
 // recipe"): one stock socket.io-client socket with its own reconnection on;
 // it applies room events in roomSeq order and drops duplicates, and on every
 // `connect` after the first it resumes after the highest contiguous roomSeq
-// it holds. `server-draining` (a drain) is advisory: the server closes the
-// transport right after it and the socket reconnects by itself; the client
-// only notes the move. Used by the drain test and the autoscaler fleet.
+// it holds. `server-draining` (a drain or a shed) is advisory: the server
+// closes the transport right after it and the socket reconnects by itself;
+// the client only notes the move. Used by the drain and shed tests and the
+// autoscaler fleet.
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { connect, ask } from './client.mjs';
