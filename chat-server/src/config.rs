@@ -159,8 +159,7 @@ pub struct Config {
     pub drain_rate: u32,
 
     /// Clients told to move (a drain or a shed) are advised a random delay up to
-    /// this many milliseconds before they reconnect; a shed refuses new
-    /// sessions this long after its last close (2 s at least).
+    /// this many milliseconds before they reconnect.
     #[arg(long, env = env::DRAIN_JITTER_MS, default_value_t = 2000,
           value_parser = clap::value_parser!(u64).range(0..=600_000))]
     pub drain_jitter_ms: u64,

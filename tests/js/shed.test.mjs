@@ -96,7 +96,9 @@ test('a stock socket.io-client whose connection is shed reconnects by itself, to
   assert.equal(await metric(from, 'chat_connected_sockets'), 0);
   assert.equal(await metric(from, 'chat_rooms'), 0, 'its room was left as on any disconnect');
   assert.ok((await ask(client.socket, 'join', { room: 'after-the-shed' })).ok);
-  await waitFor(async () => (await shedStatus(from)).state === 'idle', { what: 'the shed ends by itself' });
+  assert.equal((await fetch(`${from.adminUrl}/readyz`)).status, 503, 'not ready while it sheds');
+  await waitFor(async () => (await shedStatus(from)).state === 'idle', { timeoutMs: 30_000, what: 'the shed ends by itself' });
+  assert.equal((await fetch(`${from.adminUrl}/readyz`)).status, 200, 'ready again');
   const status = await shedStatus(from);
   assert.deepEqual(status, { state: 'idle', remaining: 0, shedTotal: 1, sockets: 0 });
   assert.equal(await metric(from, 'chat_shed_connections_total'), 1);
@@ -110,13 +112,13 @@ test('alone, a shed client is refused (503) until the shed ends, then reconnects
   await waitFor(() => client.socket.connected && client.socket.io.engine.transport.name === 'websocket', { what: 'connected over WebSocket' });
   assert.equal((await shed(server, { connections: 5, perSecond: 100 })).status, 202);
   await waitFor(() => client.seen.includes('disconnect: transport close'), { what: 'the transport closed' });
-  // Its first reconnection (0.5 to 1.5 s later) comes within the 2 s the shed holds.
+  // Its first reconnection (0.5 to 1.5 s later) comes within the 15 s the shed holds.
   await waitFor(() => client.refusals.length > 0, { what: 'a refused reconnection' });
   assert.equal(client.refusals[0], 503, `refused with HTTP 503: ${client.refusals}`);
   assert.equal((await shedStatus(server)).state, 'shedding');
   assert.equal(await metric(server, 'chat_shedding'), 1);
-  assert.equal((await fetch(`${server.adminUrl}/readyz`)).status, 200, 'ready while shedding');
-  await waitFor(() => client.connects() === 2, { timeoutMs: 20_000, what: 'a second connect' })
+  assert.equal((await fetch(`${server.adminUrl}/readyz`)).status, 503, 'not ready while shedding');
+  await waitFor(() => client.connects() === 2, { timeoutMs: 40_000, what: 'a second connect' })
     .catch((error) => assert.fail(`${error.message}; seen ${client.seen}`));
   assert.equal((await shedStatus(server)).state, 'idle', 'it got in once the shed had ended');
   assert.deepEqual(client.seen, ['connect', 'server-draining', 'disconnect: transport close', 'connect']);
@@ -158,7 +160,7 @@ test('recipe clients lose no room event across a shed while an AI answer streams
   const toShed = Math.ceil(before / 2);
   const started = await shed(busiest, { connections: toShed, perSecond: 20 });
   assert.equal(started.status, 202);
-  await waitFor(async () => (await shedStatus(busiest)).state === 'idle', { timeoutMs: 30_000, what: 'the shed over' });
+  await waitFor(async () => (await shedStatus(busiest)).remaining === 0, { what: 'every close done' });
   const moved = clients.filter((c) => c.moved);
   assert.equal(moved.length, toShed, 'as many clients told to move as asked');
   await waitFor(() => moved.every((c) => c.moved.reconnectedAt), { timeoutMs: 30_000, what: 'moved clients back' });
@@ -172,6 +174,8 @@ test('recipe clients lose no room event across a shed while an AI answer streams
   await chatter;
   const final = (await ask(talker.socket, 'message', { room, text: 'the end' })).ok.roomSeq;
   await waitFor(() => clients.every((c) => c.contiguous >= final), { timeoutMs: 30_000, what: 'everyone caught up' });
+
+  await waitFor(async () => (await shedStatus(busiest)).state === 'idle', { timeoutMs: 30_000, what: 'the shed over' });
 
   let missing = 0;
   let duplicates = 0;
@@ -192,8 +196,8 @@ test('recipe clients lose no room event across a shed while an AI answer streams
 });
 
 test('while shedding, new sessions get 503 and held ones pass; after it, new sessions are welcome', async () => {
-  // A long hold after the shed's one close keeps it shedding until DELETE.
-  const server = await startServer(['--drain-jitter-ms', '60000'], { env: { CHAT_ADMIN_TOKEN: TOKEN } });
+  // The 15 s hold after the shed's one close keeps it shedding until DELETE.
+  const server = await startServer([], { env: { CHAT_ADMIN_TOKEN: TOKEN } });
   cleanups.push(() => server.stop());
   const sids = [await pollingSession(server), await pollingSession(server), await pollingSession(server)];
   assert.equal((await shed(server, { connections: 1, perSecond: 1 })).status, 202);
@@ -208,12 +212,13 @@ test('while shedding, new sessions get 503 and held ones pass; after it, new ses
   await waitFor(async () => (await shedStatus(server)).sockets === 2, { what: 'the shed session gone' });
   const pong = async (sid) => (await fetch(`${server.url}/socket.io/?EIO=4&transport=polling&sid=${sid}`, { method: 'POST', body: '3' })).status;
   assert.deepEqual((await Promise.all(sids.map(pong))).toSorted(), [200, 200, 503], 'the two held sessions pass, the shed one is gone');
-  assert.equal((await fetch(`${server.adminUrl}/readyz`)).status, 200, 'ready while shedding');
+  assert.equal((await fetch(`${server.adminUrl}/readyz`)).status, 503, 'not ready while shedding');
 
   const stopped = await call(server, '/shed', { method: 'DELETE' });
   assert.equal(stopped.status, 200);
   assert.equal((await stopped.json()).state, 'idle');
   assert.equal((await fetch(`${server.url}/socket.io/?EIO=4&transport=polling`)).status, 200, 'welcome again');
+  assert.equal((await fetch(`${server.adminUrl}/readyz`)).status, 200, 'and ready');
   const fresh = await connect(server.url, { transports: ['websocket'] });
   cleanups.push(() => fresh.close());
   assert.ok((await ask(fresh, 'join', { room: 'after' })).ok);
@@ -223,7 +228,7 @@ test('while shedding, new sessions get 503 and held ones pass; after it, new ses
 test('the shed API: the admin token, bad bodies change nothing, 409 while draining, replace, stop, a drain ends it', async () => {
   const redis = await startRedis();
   cleanups.push(() => redis.stop());
-  const [s] = await servers(1, ['--drain-jitter-ms', '60000'], redis);
+  const [s] = await servers(1, [], redis);
   const a = await connect(s.url);
   const b = await connect(s.url);
   cleanups.push(() => { a.close(); b.close(); });

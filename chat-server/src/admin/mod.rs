@@ -98,11 +98,13 @@ async fn metrics_text<A: Adapter>(State(state): State<AdminState<A>>) -> impl In
     )
 }
 
-/// Not ready while draining, so Services and load balancers stop sending
-/// clients. Shedding leaves it ready (see [`shed`]).
+/// Not ready while draining or shedding, so Services and load balancers stop
+/// sending clients.
 async fn readyz<A: Adapter>(State(state): State<AdminState<A>>) -> impl IntoResponse {
     if state.drain.refuses_new_sessions() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else if state.shed.shedding() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shedding\n")
     } else {
         (StatusCode::OK, "ready\n")
     }

@@ -3,32 +3,26 @@
 //! /shed {connections, perSecond}` moves that many of this server's clients
 //! ([`super::moving`]: `server-draining`, then the transport closed; they
 //! reconnect by themselves and `resume`) at that rate, while new Engine.IO
-//! sessions get 503 ([`super::gate`]) so that the load balancer sends the
-//! moved clients, and anyone new, to another server. A shed ends by itself
-//! [`HOLD_AT_LEAST`] (or `--drain-jitter-ms`, if longer) after its last
-//! close, once its clients have had time to reconnect elsewhere; then new
-//! sessions are welcome again. A new request replaces the shed in progress;
-//! `DELETE /shed` ends it; a drain ends it, and refuses a new one (it moves
-//! every client already).
-//!
-//! `/readyz` stays ready while shedding: a shed is short, and the pod must
-//! stay in the Service (its clients keep their sessions and new ones only
-//! wait for the refusal to end). The refusal alone turns new sessions away.
+//! sessions get 503 ([`super::gate`]) and `/readyz` answers 503, so that the
+//! load balancer sends the moved clients, and anyone new, to another server
+//! (a balancer that routes by endpoints, as ingress controllers do, only
+//! stops once the kubelet has seen the pod not Ready). A shed ends by itself
+//! [`SHED_HOLD_SECONDS`] after its last close, once its clients have had time
+//! to reconnect elsewhere; then new sessions are welcome again. A new
+//! request replaces the shed in progress; `DELETE /shed` ends it; a drain
+//! ends it, and refuses a new one (it moves every client already).
 
 use std::{sync::Arc, time::Duration};
 
 use socketioxide::{SocketIo, adapter::Adapter};
 use tokio::sync::watch;
 
-use chatscale_contract::admin::{ShedRequest, ShedState, ShedStatus};
+use chatscale_contract::admin::{SHED_HOLD_SECONDS, ShedRequest, ShedState, ShedStatus};
 
 use super::{drain::Drain, metrics::Metrics, moving};
 
-/// A stock socket.io-client reconnects 0.5 to 1.5 s after its transport
-/// closed (`reconnectionDelay` 1 s, `randomizationFactor` 0.5): new sessions
-/// stay refused at least this long after a shed's last close, so that its
-/// clients land on other servers.
-pub const HOLD_AT_LEAST: Duration = Duration::from_secs(2);
+/// How long new sessions stay refused after a shed's last close.
+const HOLD: Duration = Duration::from_secs(SHED_HOLD_SECONDS);
 
 #[derive(Debug, Clone, Copy)]
 struct Phase {
@@ -69,7 +63,8 @@ impl Shed {
         })
     }
 
-    /// True while a shed runs (and no drain has started since): refuse new sessions.
+    /// True while a shed runs (and no drain has started since): refuse new
+    /// sessions, and not ready.
     pub fn shedding(&self) -> bool {
         self.live(&self.phase.borrow())
     }
@@ -227,9 +222,8 @@ impl Shed {
                 });
             }
         }
-        let hold = Duration::from_millis(self.jitter_ms).max(HOLD_AT_LEAST);
         tokio::select! {
-            () = tokio::time::sleep(hold) => {}
+            () = tokio::time::sleep(HOLD) => {}
             _ = changes.changed() => {}
             _ = drain.changed() => {}
         }
@@ -287,7 +281,7 @@ mod tests {
         let mut phase = shed.phase.subscribe();
         let started = tokio::time::Instant::now();
         phase.wait_for(|p| !p.shedding).await.unwrap();
-        assert_eq!(started.elapsed(), HOLD_AT_LEAST);
+        assert_eq!(started.elapsed(), HOLD);
         assert_eq!(shed.status(&io).state, ShedState::Idle);
 
         // A stop ends it at once; a second stop changes nothing.
