@@ -2,15 +2,18 @@
 //! old server keeps its clients while new sessions go to the new ones. `POST
 //! /shed {connections, perSecond}` moves that many of this server's clients
 //! ([`super::moving`]: `server-draining`, then the transport closed; they
-//! reconnect by themselves and `resume`) at that rate, while new Engine.IO
+//! reconnect by themselves and `resume`) at that rate (0: none, only the
+//! refusal), while new Engine.IO
 //! sessions get 503 ([`super::gate`]) and `/readyz` answers 503, so that the
 //! load balancer sends the moved clients, and anyone new, to another server
 //! (a balancer that routes by endpoints, as ingress controllers do, only
 //! stops once the kubelet has seen the pod not Ready). A shed ends by itself
-//! [`SHED_HOLD_SECONDS`] after its last close, once its clients have had time
-//! to reconnect elsewhere; then new sessions are welcome again. A new
-//! request replaces the shed in progress; `DELETE /shed` ends it; a drain
-//! ends it, and refuses a new one (it moves every client already).
+//! [`SHED_HOLD_SECONDS`] after its last close (or after the request, with
+//! nothing to close), once its clients have had time to reconnect
+//! elsewhere; then new sessions are welcome again. A new request replaces
+//! the shed in progress, and its hold starts again (the operator restates a
+//! refusal every evaluation); `DELETE /shed` ends it; a drain ends it, and
+//! refuses a new one (it moves every client already).
 
 use std::{sync::Arc, time::Duration};
 
@@ -125,14 +128,21 @@ impl Shed {
         if refused {
             return Err(Draining);
         }
-        if let Some(old) = replaced {
-            self.log_end(&old, "replaced by a new shed");
+        // One line per request: the operator restates its order every evaluation.
+        match replaced {
+            Some(old) => tracing::info!(
+                connections = request.connections,
+                per_second = request.per_second,
+                replaced_shed = old.asked - old.remaining,
+                replaced_asked = old.asked,
+                "shedding, in place of the shed in progress"
+            ),
+            None => tracing::info!(
+                connections = request.connections,
+                per_second = request.per_second,
+                "shedding: moving clients to other servers, refusing new sessions"
+            ),
         }
-        tracing::info!(
-            connections = request.connections,
-            per_second = request.per_second,
-            "shedding: moving clients to other servers, refusing new sessions"
-        );
         tokio::spawn(self.clone().run(io, generation, request.per_second));
         Ok(())
     }
