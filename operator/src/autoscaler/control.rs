@@ -461,6 +461,14 @@ fn plan(
             done.desired = current;
             ("down", Act::Hold)
         }
+        // A pod that refuses new sessions is not Ready, and the ReplicaSet
+        // deletes pods that are not Ready first, whatever their deletion
+        // cost: wait until no pod refuses (refusals are not restated when
+        // a scale-down is due, so they end within SHED_HOLD_SECONDS).
+        std::cmp::Ordering::Less if refusing(&seen.scrapes) => {
+            done.desired = current;
+            ("down", Act::Hold)
+        }
         // Only pods that exist and answer need draining: replicas not yet
         // started, and pods not Ready that do not answer, just go.
         std::cmp::Ordering::Less => (
@@ -479,8 +487,9 @@ fn plan(
         .count()
         .max(1) as i64;
     let loads = collect::loads(&seen.scrapes);
-    // Never beside a drain, and only on what every ready pod reported.
-    let sheds = if !matches!(act, Act::Drain(_)) && signals.connections.is_some() {
+    // Never beside a drain, nor when a scale-down is due, and only on what
+    // every ready pod reported.
+    let sheds = if decision.desired >= current && signals.connections.is_some() {
         rebalance::plan(&spec.rebalance, now, &loads, imbalance, draining)
     } else {
         Vec::new()
@@ -546,6 +555,13 @@ async fn report(
     if let Err(error) = written {
         tracing::warn!(%error, "autoscaler status could not be written");
     }
+}
+
+/// True when a pod says it refuses new sessions (it sheds, or holds a refusal).
+fn refusing(scrapes: &[Scrape]) -> bool {
+    scrapes
+        .iter()
+        .any(|s| s.metrics.as_ref().is_ok_and(|m| m.shedding))
 }
 
 /// (pod, admin base URL) of the emptiest pods.
@@ -668,6 +684,24 @@ mod tests {
             2,
             "a scale-up helps only new sessions"
         );
+    }
+
+    #[test]
+    fn no_scale_down_starts_while_a_pod_refuses_new_sessions() {
+        let mut refusing = seen(&[90, 5, 60]);
+        refusing.scrapes[0].metrics =
+            collect::parse("chat_connected_sockets 90\nchat_shedding 1\n");
+        let plan = plan(
+            &spec(),
+            0,
+            &refusing,
+            &History::default(),
+            &Imbalance::default(),
+            false,
+        );
+        assert_eq!((plan.direction, &plan.act), ("down", &Act::Hold));
+        assert_eq!((plan.decision.desired, plan.done.desired), (2, 3));
+        assert!(plan.sheds.is_empty(), "and no refusal is restated");
     }
 
     fn plan_with(

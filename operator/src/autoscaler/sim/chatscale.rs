@@ -79,15 +79,18 @@ impl Policy for Chatscale {
         };
         let current = view.replicas;
         let decision = decide(&self.spec, now, current, signals, &self.history);
+        let scale_down_due = decision.desired < current;
         let mut done = decision;
-        if done.desired < current && draining {
-            // The scale-down that drains already.
+        let refusing = ready.iter().any(|l| l.shedding);
+        if done.desired < current && (draining || refusing) {
+            // The scale-down that drains already, or one that waits until
+            // no pod refuses new sessions (`control` holds it so).
             done.desired = current;
         }
         self.history.record(now, current, &done);
 
         self.imbalance.observe(&self.spec.rebalance, now, &ready);
-        let scaling_down = draining || done.desired < current;
+        let scaling_down = draining || scale_down_due;
         let mut sheds = plan(
             &self.spec.rebalance,
             now,
