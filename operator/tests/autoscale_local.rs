@@ -291,6 +291,17 @@ fn pods(redis: &RedisServer, slots: usize) -> anyhow::Result<Arc<Pods>> {
     }))
 }
 
+/// The JS fleet's nginx in front of every port slot, and the slots' addresses.
+async fn fleet_in_front_of(pods: &Pods) -> anyhow::Result<(Fleet, Vec<String>)> {
+    let upstreams: Vec<String> = pods
+        .slots
+        .iter()
+        .map(|(p, _)| format!("127.0.0.1:{p}"))
+        .collect();
+    let fleet = Fleet::start(&[("FLEET_UPSTREAMS", &upstreams.join(","))]).await?;
+    Ok((fleet, upstreams))
+}
+
 fn spec() -> AutoscalingSpec {
     let mut spec = AutoscalingSpec {
         enabled: true,
@@ -310,12 +321,7 @@ async fn ramps_up_to_three_servers_and_drains_back_to_one_losing_nothing() -> an
     let redis = RedisServer::start().await?;
     let pods = pods(&redis, 3)?;
     pods.set_replicas(1).await?;
-    let upstreams: Vec<String> = pods
-        .slots
-        .iter()
-        .map(|(p, _)| format!("127.0.0.1:{p}"))
-        .collect();
-    let mut fleet = Fleet::start(&[("FLEET_UPSTREAMS", &upstreams.join(","))]).await?;
+    let (mut fleet, upstreams) = fleet_in_front_of(&pods).await?;
     let cluster = LocalCluster::new(pods.clone(), None);
     let metrics = Arc::new(Metrics::default());
     let autoscaler = cluster.autoscale(spec(), metrics.clone());
@@ -441,12 +447,7 @@ async fn an_empty_new_server_gets_its_share_by_rebalancing_losing_nothing() -> a
     let redis = RedisServer::start().await?;
     let pods = pods(&redis, 3)?;
     pods.set_replicas(2).await?;
-    let upstreams: Vec<String> = pods
-        .slots
-        .iter()
-        .map(|(p, _)| format!("127.0.0.1:{p}"))
-        .collect();
-    let mut fleet = Fleet::start(&[("FLEET_UPSTREAMS", &upstreams.join(","))]).await?;
+    let (mut fleet, _) = fleet_in_front_of(&pods).await?;
     let cluster = LocalCluster::new(pods.clone(), None);
     // 36 clients on 2 servers; the third starts empty, as after a scale-up.
     fleet.call(json!({"op": "open", "count": 36})).await?;

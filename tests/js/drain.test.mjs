@@ -5,7 +5,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
-import { startServer, scrapeMetrics } from './lib/server.mjs';
+import { startServer, startServers, scrapeMetrics } from './lib/server.mjs';
 import { connect, ask, record } from './lib/client.mjs';
 import { startRedis } from './lib/redis.mjs';
 import { startNginx } from './lib/nginx.mjs';
@@ -19,15 +19,7 @@ after(async () => { for (const c of cleanups.reverse()) await c(); });
 const admin = (server, method = 'GET', token = TOKEN) =>
   fetch(`${server.adminUrl}/drain`, { method, headers: token ? { authorization: `Bearer ${token}` } : {} });
 
-async function servers(count, args, redis) {
-  const list = [];
-  for (let i = 0; i < count; i++) {
-    const s = await startServer(['--redis-url', redis.url, ...args], { env: { CHAT_ADMIN_TOKEN: TOKEN } });
-    cleanups.push(() => s.kill('SIGKILL'));
-    list.push(s);
-  }
-  return list;
-}
+const servers = (count, args, redis) => startServers(count, args, redis, { token: TOKEN, cleanups });
 
 test('300 clients over 30 rooms: draining a server mid-answer loses and repeats nothing', { timeout: 180_000 }, async () => {
   const redis = await startRedis();

@@ -7,10 +7,10 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
-import { startServer, scrapeMetrics } from './lib/server.mjs';
+import { startServer, startServers, scrapeMetrics } from './lib/server.mjs';
 import { connect, ask } from './lib/client.mjs';
 import { startRedis } from './lib/redis.mjs';
-import { startNginx } from './lib/nginx.mjs';
+import { startNginx, upstreamsByAddress } from './lib/nginx.mjs';
 import { waitFor } from './lib/wait.mjs';
 import { ResumingClient } from './lib/resuming-client.mjs';
 
@@ -27,15 +27,7 @@ const shed = (server, request, token) => call(server, '/shed', { method: 'POST',
 const shedStatus = async (server) => (await call(server, '/shed')).json();
 const metric = async (server, name) => (await scrapeMetrics(server.adminUrl)).get(name);
 
-async function servers(count, args, redis) {
-  const list = [];
-  for (let i = 0; i < count; i++) {
-    const s = await startServer(['--redis-url', redis.url, ...args], { env: { CHAT_ADMIN_TOKEN: TOKEN } });
-    cleanups.push(() => s.kill('SIGKILL'));
-    list.push(s);
-  }
-  return list;
-}
+const servers = (count, args, redis) => startServers(count, args, redis, { token: TOKEN, cleanups });
 
 /** A stock socket.io-client (default options; forceNew keeps it off other tests' Managers) and what it sees, in order. */
 function stockClient(url) {
@@ -51,14 +43,7 @@ function stockClient(url) {
 }
 
 /** The upstream ("host:port") that last answered each source address, from nginx's access log. */
-async function servedBy(nginx) {
-  const byAddress = new Map();
-  for (const line of (await nginx.accessLog()).split('\n')) {
-    const m = /^(\S+) (.+) (\d{3}) "/.exec(line);
-    if (m && m[3] !== '503' && m[2] !== '-') byAddress.set(m[1], m[2].split(',').pop().trim());
-  }
-  return byAddress;
-}
+const servedBy = async (nginx) => upstreamsByAddress(await nginx.accessLog());
 
 /** A raw Engine.IO long-polling session, CONNECTed to namespace `/`: its sid. */
 async function pollingSession(server) {

@@ -169,3 +169,17 @@ export async function startNginx({ upstreams, balance = 'hash $remote_addr consi
     return startOnce({ upstreams, balance });
   }
 }
+
+/**
+ * The upstream ("host:port") that last answered each source address, from
+ * an access log in this format: upstream_addr lists every upstream tried
+ * ("a:1, b:2"), the last one answered; 503s and unanswered requests do not count.
+ */
+export function upstreamsByAddress(accessLog) {
+  const byAddress = new Map();
+  for (const line of accessLog.split('\n')) {
+    const m = /^(\S+) (.+) (\d{3}) "/.exec(line);
+    if (m && m[3] !== '503' && m[2] !== '-') byAddress.set(m[1], m[2].split(',').pop().trim());
+  }
+  return byAddress;
+}

@@ -68,3 +68,17 @@ export async function scrapeMetrics(adminUrl) {
   }
   return values;
 }
+
+/**
+ * Starts `count` chat-servers on `redis` with `args` and the admin token
+ * `token`; `cleanups` gets a kill for each.
+ */
+export async function startServers(count, args, redis, { token, cleanups }) {
+  const list = [];
+  for (let i = 0; i < count; i++) {
+    const s = await startServer(['--redis-url', redis.url, ...args], { env: { CHAT_ADMIN_TOKEN: token } });
+    cleanups.push(() => s.kill('SIGKILL'));
+    list.push(s);
+  }
+  return list;
+}

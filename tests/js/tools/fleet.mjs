@@ -25,7 +25,7 @@
 // Clients follow the documented recipe (lib/resuming-client.mjs).
 import { readFile } from 'node:fs/promises';
 import readline from 'node:readline';
-import { startNginx } from '../lib/nginx.mjs';
+import { startNginx, upstreamsByAddress } from '../lib/nginx.mjs';
 import { ask } from '../lib/client.mjs';
 import { waitFor } from '../lib/wait.mjs';
 import { ResumingClient } from '../lib/resuming-client.mjs';
@@ -69,16 +69,7 @@ async function open(count) {
 }
 
 /** The upstream that last answered each source address, from nginx's access log. */
-async function upstreamOf() {
-  const byAddress = new Map();
-  // "remote_addr upstream_addr status "request"": upstream_addr lists every
-  // upstream tried ("a:1, b:2"); the last one answered.
-  for (const line of (await nginx.accessLog()).split('\n')) {
-    const m = /^(\S+) (.+) (\d{3}) "/.exec(line);
-    if (m && m[3] !== '503' && m[2] !== '-') byAddress.set(m[1], m[2].split(',').pop().trim());
-  }
-  return byAddress;
-}
+const upstreamOf = async () => upstreamsByAddress(await nginx.accessLog());
 
 async function keep(count) {
   const served = await upstreamOf();
