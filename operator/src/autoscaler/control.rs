@@ -451,8 +451,9 @@ fn plan(
     draining: bool,
 ) -> Plan {
     let current = seen.current;
-    let can_rebalance = spec.rebalance.enabled && !draining;
-    let signals = collect::signals(&seen.scrapes, seen.redis_ops, can_rebalance);
+    // A drain only pauses rebalancing: a scale-up cancels it, and a
+    // scale-down makes the busiest pod no busier.
+    let signals = collect::signals(&seen.scrapes, seen.redis_ops, spec.rebalance.enabled);
     let decision = decide(spec, now, current, signals, history);
     let mut done = decision.clone();
     let (direction, act) = match decision.desired.cmp(&current) {

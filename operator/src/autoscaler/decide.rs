@@ -11,8 +11,8 @@
 //!    The recommendation is the largest over the signals.
 //!    Connections are sticky, so the total is not the whole story: a pod
 //!    can be overloaded while the mean is fine (its clients arrived before
-//!    a scale-up). Rebalancing moves them (see `rebalance`); while it cannot
-//!    (it is disabled, or a scale-down drains), the busiest pod is a signal
+//!    a scale-up). Rebalancing moves them (see `rebalance`); when it cannot
+//!    (`rebalance.enabled: false`), the busiest pod is a signal
 //!    of its own when it is both above the band and above the band around
 //!    the mean: it recommends the pods for the total plus
 //!    `ceil((busiest − target) / target)`, room for its surplus, so that new
@@ -42,8 +42,8 @@ pub struct Signals {
     pub connections: Option<u64>,
     /// Redis operations per second; `None` when Redis could not be read.
     pub redis_ops: Option<f64>,
-    /// The busiest ready pod, when rebalancing cannot move its connections;
-    /// `None` when rebalancing can (then the total is enough).
+    /// The busiest ready pod, when rebalancing cannot move its connections
+    /// (it is disabled); `None` when rebalancing can (then the total is enough).
     pub stuck: Option<Busiest>,
 }
 

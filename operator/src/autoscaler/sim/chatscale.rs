@@ -62,7 +62,7 @@ impl Policy for Chatscale {
         // The scrape targets are the running pods that are not being
         // deleted; starting pods do not answer yet.
         let total = view.connections(&[PodState::Ready, PodState::Draining]);
-        let can_rebalance = self.spec.rebalance.enabled && !draining;
+        let can_rebalance = self.spec.rebalance.enabled;
         let stuck = ready
             .iter()
             .map(|l| l.connections)
