@@ -109,16 +109,7 @@ pub fn signals(scrapes: &[Scrape], redis_ops: Option<f64>, can_rebalance: bool) 
         .filter_map(|s| s.metrics.as_ref().ok())
         .map(|m| m.connections)
         .sum();
-    let ready = loads(scrapes);
-    let stuck = ready
-        .iter()
-        .map(|l| l.connections)
-        .max()
-        .filter(|_| complete && !can_rebalance)
-        .map(|connections| Busiest {
-            connections,
-            ready: ready.len() as u32,
-        });
+    let stuck = Busiest::of(&loads(scrapes)).filter(|_| complete && !can_rebalance);
     Signals {
         connections: complete.then_some(total),
         redis_ops,

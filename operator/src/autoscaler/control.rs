@@ -170,8 +170,6 @@ struct Plan {
     sheds: Vec<Shed<String>>,
     /// The zone around the mean the sheds are for.
     zone: Option<Zone>,
-    /// (pod, admin base URL) of every pod scraped.
-    targets: Vec<(String, String)>,
     /// Figures for the status.
     connections: Option<i64>,
     connections_per_pod: Option<i64>,
@@ -221,7 +219,8 @@ impl Autoscaler {
         metrics.decisions.with_label_values(&[plan.direction]).inc();
         self.act(cluster, &plan, observation.current, timing)
             .await?;
-        self.shed(cluster.as_ref(), &plan, metrics).await;
+        self.shed(cluster.as_ref(), &plan, &observation.scrapes, metrics)
+            .await;
         self.shed_ended(cluster.as_ref(), &plan, &observation.scrapes)
             .await;
         self.history.record(now, observation.current, &plan.done);
@@ -245,14 +244,24 @@ impl Autoscaler {
 
     /// Asks the planned pods to refuse or shed. Events: a pod that starts to
     /// refuse, and one that starts to shed.
-    async fn shed(&mut self, cluster: &dyn Cluster, plan: &Plan, metrics: &Metrics) {
+    async fn shed(
+        &mut self,
+        cluster: &dyn Cluster,
+        plan: &Plan,
+        scrapes: &[Scrape],
+        metrics: &Metrics,
+    ) {
         let (Some(zone), false) = (plan.zone, plan.sheds.is_empty()) else {
             return;
         };
         let admin = cluster.admin().await;
         let mut news = Vec::new();
         for shed in &plan.sheds {
-            let Some(url) = plan.admin_of(&shed.pod) else {
+            let Some(url) = scrapes
+                .iter()
+                .find(|s| s.target.pod == shed.pod)
+                .map(|s| s.target.admin.as_str())
+            else {
                 continue;
             };
             let request = ShedRequest {
@@ -431,16 +440,6 @@ async fn observe(cluster: &dyn Cluster, metrics: &Metrics) -> anyhow::Result<Obs
     })
 }
 
-impl Plan {
-    /// The admin base URL of `pod`, as scraped.
-    fn admin_of(&self, pod: &str) -> Option<&str> {
-        self.targets
-            .iter()
-            .find(|(name, _)| name == pod)
-            .map(|(_, url)| url.as_str())
-    }
-}
-
 /// The policies' decisions on what was seen, and what to do about them (pure).
 fn plan(
     spec: &AutoscalingSpec,
@@ -500,11 +499,6 @@ fn plan(
         act,
         zone: Zone::of(&spec.rebalance, &loads),
         sheds,
-        targets: seen
-            .scrapes
-            .iter()
-            .map(|s| (s.target.pod.clone(), s.target.admin.clone()))
-            .collect(),
         connections: signals.connections.map(|c| c as i64),
         connections_per_pod: signals.connections.map(|c| c as i64 / ready),
         busiest_pod_connections: loads.iter().map(|l| l.connections as i64).max(),
@@ -668,7 +662,6 @@ mod tests {
         let due = plan_with(&spec, &seen, &imbalance, false);
         assert_eq!(due.act, Act::Hold);
         assert_eq!(asked(&due), [("chat-0".into(), 9), ("chat-1".into(), 9)]);
-        assert_eq!(due.admin_of("chat-1"), Some("http://10.0.0.1:9090"));
         assert_eq!(due.busiest_pod_connections, Some(30));
 
         let draining = plan_with(&spec, &seen, &imbalance, true);

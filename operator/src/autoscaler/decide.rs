@@ -33,6 +33,7 @@
 
 use std::collections::VecDeque;
 
+use super::rebalance::Load;
 use crate::api::{AutoscalingSpec, PolicyType, ScalingRules, SelectPolicy};
 
 /// What the collector saw at one instant.
@@ -54,6 +55,19 @@ pub struct Busiest {
     pub connections: u64,
     /// How many ready pods share the total.
     pub ready: u32,
+}
+
+impl Busiest {
+    /// The busiest of `pods` (the pods that serve), if any.
+    pub fn of<P>(pods: &[Load<P>]) -> Option<Self> {
+        pods.iter()
+            .map(|l| l.connections)
+            .max()
+            .map(|connections| Self {
+                connections,
+                ready: pods.len() as u32,
+            })
+    }
 }
 
 impl Signals {

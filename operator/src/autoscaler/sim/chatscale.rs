@@ -62,16 +62,7 @@ impl Policy for Chatscale {
         // The scrape targets are the running pods that are not being
         // deleted; starting pods do not answer yet.
         let total = view.connections(&[PodState::Ready, PodState::Draining]);
-        let can_rebalance = self.spec.rebalance.enabled;
-        let stuck = ready
-            .iter()
-            .map(|l| l.connections)
-            .max()
-            .filter(|_| !can_rebalance)
-            .map(|connections| Busiest {
-                connections,
-                ready: ready.len() as u32,
-            });
+        let stuck = Busiest::of(&ready).filter(|_| !self.spec.rebalance.enabled);
         let signals = Signals {
             connections: Some(total),
             redis_ops: None,
