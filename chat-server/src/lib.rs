@@ -10,6 +10,7 @@ pub mod auth;
 mod client_addr;
 pub mod config;
 mod events;
+pub mod fanout;
 pub mod fuzzing;
 mod limits;
 mod origin;

@@ -125,6 +125,14 @@ impl RoomEvent {
         }
     }
 
+    /// When the origin server accepted or emitted it (ms since the epoch).
+    pub fn ts(&self) -> u64 {
+        match self {
+            RoomEvent::Message(m) => m.ts,
+            RoomEvent::AiChunk(c) => c.ts,
+        }
+    }
+
     pub fn set_room_seq(&mut self, room_seq: u64) {
         match self {
             RoomEvent::Message(m) => m.room_seq = Some(room_seq),

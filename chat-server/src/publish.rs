@@ -3,6 +3,10 @@
 //! "append, then emit" one step per room, so members of a room receive its
 //! events in `roomSeq` order from this server.
 //!
+//! A store that fans out (crate::fanout) has published the event to the other
+//! servers in the append itself; it is then emitted to this server's members
+//! only. Otherwise the adapter carries it.
+//!
 //! Redis faults degrade instead of failing: if the store cannot sequence the
 //! event, it is still delivered live without a `roomSeq` (not replayable); if
 //! the adapter cannot publish to other servers, it is still delivered to this
@@ -51,16 +55,16 @@ impl Publisher {
         event: RoomEvent,
     ) -> Option<RoomEvent> {
         let _in_order = self.order[stripe(event.room())].lock().await;
-        let event = match self.store.append(event.clone()).await {
-            Ok(sequenced) => sequenced,
+        let (event, reach) = match self.store.append(event.clone()).await {
+            Ok(sequenced) => (sequenced, self.reach_after_append()),
             Err(StoreError::AnswerClosed) => return None,
             Err(error) => {
                 self.metrics.store_errors_total.inc();
                 tracing::warn!(%error, room = event.room(), "delivering without a roomSeq");
-                event
+                (event, Reach::EveryServer)
             }
         };
-        emit(io, &event).await;
+        emit(io, &event, reach).await;
         Some(event)
     }
 
@@ -75,9 +79,18 @@ impl Publisher {
         let _in_order = self.order[stripe(last.room())].lock().await;
         let closed = self.store.close_answer(last).await?;
         if let Some(closed) = &closed {
-            emit(io, closed).await;
+            emit(io, closed, self.reach_after_append()).await;
         }
         Ok(closed)
+    }
+
+    /// Who still has to be sent an event the store has just sequenced.
+    fn reach_after_append(&self) -> Reach {
+        if self.store.fans_out() {
+            Reach::ThisServer
+        } else {
+            Reach::EveryServer
+        }
     }
 
     /// For the exit: waits until no event is between "appended to its room's
@@ -91,11 +104,25 @@ impl Publisher {
     }
 }
 
-/// Emits `event` to its room's members on every server, or to this server's
-/// members alone when the adapter cannot reach the others.
-async fn emit<A: Adapter>(io: &SocketIo<A>, event: &RoomEvent) {
+/// Which members an emit is for.
+#[derive(Clone, Copy)]
+enum Reach {
+    /// Through the adapter, on every server.
+    EveryServer,
+    /// This server's: the store's append already published it to the others.
+    ThisServer,
+}
+
+/// Emits `event` to its room's members on every server (or to this server's
+/// members alone when the adapter cannot reach the others), or on this
+/// server only.
+async fn emit<A: Adapter>(io: &SocketIo<A>, event: &RoomEvent, reach: Reach) {
     let room = event.room().to_owned();
-    match event.emit_to(io.to(room.clone())).await {
+    let operators = match reach {
+        Reach::EveryServer => io.to(room.clone()),
+        Reach::ThisServer => io.local().to(room.clone()),
+    };
+    match event.emit_to(operators).await {
         Ok(()) => {}
         Err(BroadcastError::Adapter(error)) => {
             tracing::warn!(%error, %room, "other servers missed an event; delivering to this server's members");

@@ -20,7 +20,9 @@ use crate::{
     admin::{self, drain::Drain, gate, metrics::Metrics, shed::Shed},
     answers::{self, MemoryLedger, RedisLedger},
     config::Config,
-    events, origin,
+    events,
+    fanout::Fanout,
+    origin,
     publish::Publisher,
     secret::Secret,
     state::AppState,
@@ -75,11 +77,16 @@ impl Server {
                 )
                 .await
                 .context("connecting to Redis (CHAT_REDIS_URL)")?;
+                // Room events ride on the append script (crate::fanout),
+                // except in Redis Cluster, where the adapter's sharded
+                // pub/sub carries them.
+                let fanout = (!config.redis_cluster).then(|| Fanout::new(&config.key_prefix));
                 let store = Arc::new(RedisStore::new(
                     driver.connection(),
                     &config.key_prefix,
                     config.room_log_len as usize,
                     config.history_turns as usize,
+                    fanout.clone(),
                 ));
                 adapter::watch_health(vec![driver.connection()], metrics.clone());
                 let channels = RedisAdapterConfig::new()
@@ -88,13 +95,20 @@ impl Server {
                 let state = AppState::new(config, store, ledger, metrics.clone())?;
                 let (layer, io) = builder
                     .with_adapter::<RedisAdapter<_>>(RedisAdapterCtr::new_with_driver(
-                        driver, channels,
+                        driver.clone(),
+                        channels,
                     ))
                     .with_state(state.clone())
                     .build_layer();
                 events::serve(&io)
                     .await
                     .context("subscribing to the Redis adapter channels")?;
+                if let Some(fanout) = &fanout {
+                    fanout
+                        .serve(&driver, io.clone(), metrics.clone())
+                        .await
+                        .context("subscribing to the room events channel")?;
+                }
                 let publisher = state.publisher.clone();
                 answers::watch(io.clone(), state);
                 Self::assemble(config, layer, io, metrics, publisher).await

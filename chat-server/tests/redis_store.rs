@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chat_server::{
     adapter::RedisConnection,
     answers::{Answer, AnswerLedger, Busy, Caps, RedisLedger},
+    fanout::{self, Fanout},
     protocol::{AiChunk, ChatMessage, MessageKind, RoomEvent},
     store::{RedisStore, ReplayError, Role, RoomStore, StoreError, Turn},
 };
@@ -21,7 +22,7 @@ async fn connection(redis: &RedisServer) -> RedisConnection {
 }
 
 async fn store(redis: &RedisServer, prefix: &str, log_len: usize, turns: usize) -> RedisStore {
-    RedisStore::new(connection(redis).await, prefix, log_len, turns)
+    RedisStore::new(connection(redis).await, prefix, log_len, turns, None)
 }
 
 fn line(room: &str, text: &str) -> RoomEvent {
@@ -111,6 +112,71 @@ async fn prefixes_keep_clusters_apart() {
     );
     assert_eq!(green.events_after("room", 0).await.unwrap().len(), 1);
     assert_eq!(blue.last_seq("room").await.unwrap(), 2);
+    redis.stop().await.unwrap();
+}
+
+/// A subscriber to `channel` (keep the connection) and what it receives, in order.
+async fn listen(
+    redis: &RedisServer,
+    channel: &str,
+) -> (
+    RedisConnection,
+    tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let push = move |info: redis::PushInfo| {
+        if info.kind == redis::PushKind::Message
+            && let Some(redis::Value::BulkString(payload)) = info.data.into_iter().nth(1)
+        {
+            let _ = tx.send(payload);
+        }
+        Ok::<(), ()>(())
+    };
+    let mut conn = RedisConnection::connect(&format!("{}?protocol=resp3", redis.url), false, push)
+        .await
+        .unwrap();
+    conn.subscribe(channel).await.unwrap();
+    (conn, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fanning_out_append_publishes_each_event_with_its_room_seq_in_the_same_call() {
+    let redis = RedisServer::start().await.unwrap();
+    let fanout = Fanout::new("f");
+    let (_subscriber, mut published) = listen(&redis, &fanout.channel).await;
+    let quiet = store(&redis, "f", 100, 3).await;
+    let loud = RedisStore::new(connection(&redis).await, "f", 100, 3, Some(fanout.clone()));
+    assert!(loud.fans_out() && !quiet.fans_out());
+
+    // Without a fan-out the append publishes nothing: the first message on
+    // the channel is the second append's.
+    assert_eq!(
+        quiet
+            .append(line("r", "not published"))
+            .await
+            .unwrap()
+            .room_seq(),
+        Some(1)
+    );
+    let sent = loud.append(line("r", "hello")).await.unwrap();
+    let sent_chunk = loud.append(chunk("r", "a1", 1, false)).await.unwrap();
+    let closed = loud
+        .close_answer(chunk("r", "a1", 99, true))
+        .await
+        .unwrap()
+        .unwrap();
+    for expected in [&sent, &sent_chunk, &closed] {
+        let payload = published.recv().await.unwrap();
+        let (origin, event) = fanout::decode(&payload).unwrap();
+        assert_eq!(origin, fanout.origin);
+        assert_eq!(&event, expected);
+    }
+    assert_eq!(closed.room_seq(), Some(4));
+    assert_eq!(
+        seqs(&closed),
+        (Some(4), 2),
+        "closed with the answer's next seq"
+    );
     redis.stop().await.unwrap();
 }
 

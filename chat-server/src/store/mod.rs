@@ -85,6 +85,13 @@ impl From<ReplayError> for ChatError {
 
 #[async_trait]
 pub trait RoomStore: Send + Sync + 'static {
+    /// Whether a successful `append` (or `close_answer`) has already
+    /// published the event to the other servers (crate::fanout), so that it
+    /// is emitted to this server's members only.
+    fn fans_out(&self) -> bool {
+        false
+    }
+
     /// Gives the event the room's next `roomSeq` and appends it to the room's
     /// bounded log, as one atomic step. Returns the event with its `roomSeq`.
     async fn append(&self, event: RoomEvent) -> Result<RoomEvent, StoreError>;

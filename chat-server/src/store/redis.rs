@@ -15,11 +15,13 @@ use async_trait::async_trait;
 use redis::{AsyncCommands, Script, streams::StreamRangeReply};
 
 use super::{ReplayError, RoomStore, StoreError, Turn, replay};
-use crate::{adapter::RedisConnection, protocol::RoomEvent};
+use crate::{adapter::RedisConnection, fanout::Fanout, protocol::RoomEvent};
 
 /// INCR the counter and XADD the event under id `seq-0`, in one round trip.
 /// For an AI chunk (ARGV[3] = answer id, ARGV[4] = its seq, ARGV[5] = done):
 /// refuse it (-1) if another server closed the answer, else record its seq.
+/// With a fan-out channel (ARGV[6], origin ARGV[7]), also publish the event
+/// to the other servers in the fan-out format (crate::fanout).
 const APPEND: &str = r"
 local answer = ARGV[3]
 if answer ~= '' and redis.call('HEXISTS', KEYS[4], answer) == 1 then return -1 end
@@ -29,12 +31,14 @@ if answer ~= '' then
   if ARGV[5] == '1' then redis.call('HDEL', KEYS[3], answer)
   else redis.call('HSET', KEYS[3], answer, ARGV[4]) end
 end
+if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[7] .. ' ' .. seq .. ' ' .. ARGV[1]) end
 return seq
 ";
 
 /// Closes an orphaned answer once: if it still runs (has a last seq), mark it
 /// closed and append the final chunk (ARGV[1]) with the next seq.
-/// Returns {roomSeq, seq}, or nil when there was nothing to close.
+/// Returns {roomSeq, seq}, or nil when there was nothing to close. Publishes
+/// the final chunk as APPEND does (channel ARGV[4], origin ARGV[5]).
 const CLOSE: &str = r"
 local last = redis.call('HGET', KEYS[3], ARGV[3])
 if not last then return nil end
@@ -45,7 +49,9 @@ local event = cjson.decode(ARGV[1])
 local next_seq = tonumber(last) + 1
 event['data']['seq'] = next_seq
 local seq = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', cjson.encode(event))
+local stored = cjson.encode(event)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', stored)
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. seq .. ' ' .. stored) end
 return {seq, next_seq}
 ";
 
@@ -56,10 +62,19 @@ pub struct RedisStore {
     history_turns: usize,
     append: Script,
     close: Script,
+    /// Where appends publish their events; `None` leaves delivery to the
+    /// other servers to the adapter.
+    fanout: Option<Fanout>,
 }
 
 impl RedisStore {
-    pub fn new(conn: RedisConnection, prefix: &str, log_len: usize, history_turns: usize) -> Self {
+    pub fn new(
+        conn: RedisConnection,
+        prefix: &str,
+        log_len: usize,
+        history_turns: usize,
+        fanout: Option<Fanout>,
+    ) -> Self {
         Self {
             conn,
             prefix: prefix.to_owned(),
@@ -67,7 +82,15 @@ impl RedisStore {
             history_turns,
             append: Script::new(APPEND),
             close: Script::new(CLOSE),
+            fanout,
         }
+    }
+
+    /// The fan-out channel and origin as script arguments (empty: none).
+    fn fanout_args(&self) -> (&str, &str) {
+        self.fanout
+            .as_ref()
+            .map_or(("", ""), |f| (f.channel.as_str(), f.origin.as_str()))
     }
 
     fn key(&self, room: &str, what: &str) -> String {
@@ -77,6 +100,10 @@ impl RedisStore {
 
 #[async_trait]
 impl RoomStore for RedisStore {
+    fn fans_out(&self) -> bool {
+        self.fanout.is_some()
+    }
+
     async fn append(&self, mut event: RoomEvent) -> Result<RoomEvent, StoreError> {
         let json = serde_json::to_string(&event).map_err(StoreError::unavailable)?;
         let (answer, seq, done) = match &event {
@@ -95,6 +122,8 @@ impl RoomStore for RedisStore {
             .arg(answer)
             .arg(seq)
             .arg(if done { "1" } else { "0" })
+            .arg(self.fanout_args().0)
+            .arg(self.fanout_args().1)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::unavailable)?;
@@ -149,8 +178,9 @@ impl RoomStore for RedisStore {
         }
         let key = self.key(room, "history");
         let json = serde_json::to_string(&turn).map_err(StoreError::unavailable)?;
+        // Not a transaction: whatever interleaves, the last LTRIM keeps the
+        // newest turns.
         redis::pipe()
-            .atomic()
             .rpush(&key, json)
             .ignore()
             .ltrim(&key, -(self.history_turns as isize), -1)
@@ -183,6 +213,8 @@ impl RoomStore for RedisStore {
             .arg(json)
             .arg(self.log_len)
             .arg(&chunk.stream_id)
+            .arg(self.fanout_args().0)
+            .arg(self.fanout_args().1)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::unavailable)?;
