@@ -102,14 +102,16 @@ fuzz:
 	cd chat-server/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none --debug-assertions \
 		events corpus-work corpus/events -- -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -timeout=10 -print_final_stats=1
 
-# Side-by-side benchmark (not part of `make test`): release chat-server and the
-# Node.js reference under the same chatscale-load runs; prints one table
-# (bench/README.md; scale it down with BENCH_SCALE=0.1 and the other BENCH_* vars).
+# Side-by-side benchmark (not part of `make test`): release chat-server, the
+# Node.js reference and the bare WebSocket floor (bench/floor) under the same
+# chatscale-load runs; prints one table (bench/README.md; scale it down with
+# BENCH_SCALE=0.1 and the other BENCH_* vars).
 bench:
 	scripts/install-test-deps.sh
-	cargo build --release -p chat-server -p chatscale-load --locked
+	cargo build --release -p chat-server -p chatscale-load -p chatscale-floor --locked
 	cd bench/node-reference && npm ci --no-audit --no-fund --loglevel=error
-	CHAT_SERVER_BIN=$(CURDIR)/target/release/chat-server LOAD_BIN=$(CURDIR)/target/release/chatscale-load node bench/compare.mjs
+	CHAT_SERVER_BIN=$(CURDIR)/target/release/chat-server LOAD_BIN=$(CURDIR)/target/release/chatscale-load \
+		FLOOR_BIN=$(CURDIR)/target/release/chatscale-floor node bench/compare.mjs
 
 # Scale-out benchmark: 3 release chat-servers on one fresh redis-server; prints
 # cross-server latency and Redis commands per AI answer.

@@ -1,6 +1,10 @@
 // Side-by-side benchmark: chat-server (release build) and the Node.js
 // reference (bench/node-reference: socket.io 4.8 + @socket.io/redis-adapter),
-// same machine, same load from chatscale-load, one table at the end.
+// same machine, same load from chatscale-load, one table at the end. A third
+// server, the floor (bench/floor: a bare tokio-tungstenite room broadcast, no
+// Socket.IO framing), runs the idle and one-process broadcast scenarios
+// (chatscale-load --protocol floor): how far each server is from the cost of
+// the kernel and the bare WebSocket protocol.
 //
 //   1. Idle connections: RSS per connection at 10k and 19.5k on one process,
 //      and 100k spread over several server processes (and client processes:
@@ -10,14 +14,17 @@
 //      processes on one Redis (clients spread directly over the three ports,
 //      round robin per room member: no proxy in between).
 //   3. AI streaming: concurrent demo answers at 50 tokens/s on one process on
-//      Redis: chunk events per answer, Redis commands per answer (INFO
-//      commandstats delta over the hold), p99 gap between chunks.
+//      Redis: chunk events per answer, Redis commands executed per answer
+//      (INFO commandstats delta over the hold: commands inside scripts too),
+//      p99 gap between chunks. Then a short run with fewer answers under a
+//      Redis MONITOR: commands the server sent per answer (a script call is
+//      one), apart from those its scripts ran.
 //   4. CPU seconds (utime+stime of the server processes over the hold) per
 //      million delivered messages.
 //
 // Run with `make bench`. Without make:
 //   CHAT_SERVER_BIN=target/release/chat-server LOAD_BIN=target/release/chatscale-load \
-//     node bench/compare.mjs
+//     FLOOR_BIN=target/release/chatscale-floor node bench/compare.mjs
 // Tunables (env), for a smaller run while developing:
 //   BENCH_SCALE=0.1        multiplies every connection count (default 1)
 //   BENCH_IDLE=10000,19500 idle sizes on one process
@@ -26,7 +33,8 @@
 //   BENCH_RATES=1000,3000  offered chat lines/s (rooms of 10: x10 delivered)
 //   BENCH_HOLD=8           seconds of each broadcast hold
 //   BENCH_ANSWERS=1000     concurrent AI answers   BENCH_TOKENS=200 tokens each
-//   BENCH_SERVERS=ours,node which servers to run
+//   BENCH_COUNT_ANSWERS=50 answers of the MONITOR run (Redis commands sent)
+//   BENCH_SERVERS=ours,node,floor which servers to run
 // Progress goes to stderr; the table to stdout; every JSON report to
 // target/bench/ (BENCH_OUT).
 import { spawn } from 'node:child_process';
@@ -40,6 +48,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
 const CHAT_SERVER_BIN = process.env.CHAT_SERVER_BIN ?? join(root, 'target/release/chat-server');
 const LOAD_BIN = process.env.LOAD_BIN ?? join(root, 'target/release/chatscale-load');
+const FLOOR_BIN = process.env.FLOOR_BIN ?? join(root, 'target/release/chatscale-floor');
 const NODE_REF = join(here, 'node-reference/server.mjs');
 const OUT = process.env.BENCH_OUT ?? join(root, 'target/bench');
 mkdirSync(OUT, { recursive: true });
@@ -55,10 +64,11 @@ const RATES = list(env.BENCH_RATES, [1000, 3000]);
 const HOLD = Number(env.BENCH_HOLD ?? 8);
 const ANSWERS = scaled(Number(env.BENCH_ANSWERS ?? 1000));
 const TOKENS = Number(env.BENCH_TOKENS ?? 200);
+const COUNT_ANSWERS = scaled(Number(env.BENCH_COUNT_ANSWERS ?? 50));
 const TOKEN_RATE = 50;
 const BROADCAST_CONNS = scaled(1000);
 const ROOM_SIZE = 10;
-const SERVERS = (env.BENCH_SERVERS ?? 'ours,node').split(',');
+const SERVERS = (env.BENCH_SERVERS ?? 'ours,node,floor').split(',');
 
 const log = (...a) => console.error('[bench]', ...a);
 
@@ -70,15 +80,18 @@ for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => process.e
 
 /** Starts one server of `kind` and resolves {url, pid, stop} once it listens. */
 function startServer(kind, { redisUrl, extra = [] } = {}) {
+  if (kind === 'floor' && redisUrl) throw new Error('the floor has no Redis mode');
   const [cmd, args, pattern] = kind === 'ours'
     ? [CHAT_SERVER_BIN, ['--host', '127.0.0.1', '--port', '0', '--admin-port', '0',
       '--demo-tokens-per-sec', String(TOKEN_RATE), '--demo-answer-tokens', String(TOKENS),
       ...(redisUrl ? ['--redis-url', redisUrl] : []), ...extra],
     /chat-server listening on (http:\/\/\S+)/]
-    : [process.execPath, [NODE_REF, '--host', '127.0.0.1', '--port', '0',
-      '--demo-tokens-per-sec', String(TOKEN_RATE), '--demo-answer-tokens', String(TOKENS),
-      ...(redisUrl ? ['--redis-url', redisUrl] : []), ...extra],
-    /node-reference listening on (http:\/\/\S+)/];
+    : kind === 'floor'
+      ? [FLOOR_BIN, ['--host', '127.0.0.1', '--port', '0', ...extra], /chatscale-floor listening on (http:\/\/\S+)/]
+      : [process.execPath, [NODE_REF, '--host', '127.0.0.1', '--port', '0',
+        '--demo-tokens-per-sec', String(TOKEN_RATE), '--demo-answer-tokens', String(TOKENS),
+        ...(redisUrl ? ['--redis-url', redisUrl] : []), ...extra],
+      /node-reference listening on (http:\/\/\S+)/];
   const child = spawn(cmd, args, {
     env: { ...env, CHAT_LOG: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -112,11 +125,13 @@ function startServer(kind, { redisUrl, extra = [] } = {}) {
 }
 
 let runs = 0;
-/** Runs chatscale-load and returns its JSON report (null if it failed). */
-function load(name, args) {
+/** Runs chatscale-load against servers of `kind` and returns its JSON report (null if it failed). */
+function load(kind, name, args) {
   const json = join(OUT, `${String(++runs).padStart(2, '0')}-${name}.json`);
+  const protocol = kind === 'floor' ? ['--protocol', 'floor'] : [];
   return new Promise((resolvePromise) => {
-    const child = spawn(LOAD_BIN, [...args, '--label', name, '--json', json], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const child = spawn(LOAD_BIN, [...args, ...protocol, '--label', name, '--json', json],
+      { stdio: ['ignore', 'inherit', 'inherit'] });
     running.add(child);
     child.once('exit', (code) => {
       running.delete(child);
@@ -137,7 +152,7 @@ async function idle(kind, conns) {
   log(`${kind}: ${conns} idle connections on one process`);
   const server = await startServer(kind);
   try {
-    return await load(`${kind}-idle-${conns}`, ['--url', server.url, '--connections', String(conns),
+    return await load(kind, `${kind}-idle-${conns}`, ['--url', server.url, '--connections', String(conns),
       '--rooms', String(Math.ceil(conns / ROOM_SIZE)), '--hold-secs', '3', '--settle-secs', '3',
       '--connect-rate', '4000', '--pids', String(server.pid), '--source-ips', '8']);
   } finally { await server.stop(); }
@@ -148,7 +163,7 @@ async function idleBig(kind, conns) {
   log(`${kind}: ${conns} idle connections over ${procs} server and ${procs} client processes`);
   const servers = await Promise.all(Array.from({ length: procs }, () => startServer(kind)));
   try {
-    return await load(`${kind}-idle-${conns}`, ['--url', servers.map((s) => s.url).join(','),
+    return await load(kind, `${kind}-idle-${conns}`, ['--url', servers.map((s) => s.url).join(','),
       '--connections', String(conns), '--rooms', String(Math.ceil(conns / ROOM_SIZE)),
       '--processes', String(procs), '--max-in-flight', '128', '--hold-secs', '3', '--settle-secs', '3',
       '--connect-rate', '4000', '--pids', servers.map((s) => s.pid).join(','), '--source-ips', '32',
@@ -162,7 +177,7 @@ async function broadcast(kind, serverCount, rate) {
     () => startServer(kind, { redisUrl: redis?.url })));
   log(`${kind}: broadcast at ${rate} lines/s on ${serverCount} process(es)${redis ? ' on Redis' : ''}`);
   try {
-    return await load(`${kind}-broadcast-${serverCount}p-${rate}`, ['--url', servers.map((s) => s.url).join(','),
+    return await load(kind, `${kind}-broadcast-${serverCount}p-${rate}`, ['--url', servers.map((s) => s.url).join(','),
       '--connections', String(BROADCAST_CONNS), '--rooms', String(BROADCAST_CONNS / ROOM_SIZE),
       '--rate', String(rate), '--hold-secs', String(HOLD), '--settle-secs', '1',
       '--pids', servers.map((s) => s.pid).join(','), ...(redis ? ['--redis-port', String(redis.port)] : [])]);
@@ -172,16 +187,21 @@ async function broadcast(kind, serverCount, rate) {
   }
 }
 
-async function aiStreaming(kind) {
+// `monitor`: the load holds a Redis MONITOR over the hold and counts the
+// commands the server sent apart from those run inside its scripts (MONITOR
+// slows Redis down, hence a run of its own with fewer answers).
+async function aiStreaming(kind, answers, { monitor = false } = {}) {
   const redis = await startRedis();
   const server = await startServer(kind, { redisUrl: redis.url });
-  log(`${kind}: ${ANSWERS} concurrent answers of ${TOKENS} tokens at ${TOKEN_RATE} tokens/s on Redis`);
+  log(`${kind}: ${answers} concurrent answers of ${TOKENS} tokens at ${TOKEN_RATE} tokens/s on Redis`
+    + `${monitor ? ' under MONITOR' : ''}`);
   try {
     // One asker and one listener per room.
-    return await load(`${kind}-ai-${ANSWERS}`, ['--url', server.url, '--connections', String(ANSWERS * 2),
-      '--rooms', String(ANSWERS), '--ai-queries', String(ANSWERS), '--hold-secs', '1', '--settle-secs', '1',
+    return await load(kind, `${kind}-ai-${answers}${monitor ? '-monitor' : ''}`, ['--url', server.url,
+      '--connections', String(answers * 2),
+      '--rooms', String(answers), '--ai-queries', String(answers), '--hold-secs', '1', '--settle-secs', '1',
       '--drain-secs', String(Math.ceil(TOKENS / TOKEN_RATE) * 6 + 30), '--pids', String(server.pid),
-      '--redis-port', String(redis.port)]);
+      '--redis-port', String(redis.port), ...(monitor ? ['--redis-monitor'] : [])]);
   } finally {
     await server.stop();
     await redis.stop();
@@ -198,8 +218,11 @@ for (const kind of SERVERS) {
   for (const conns of IDLE) r.idle[conns] = await idle(kind, conns);
   if (IDLE_BIG) r.idleBig = await idleBig(kind, IDLE_BIG);
   for (const rate of RATES) r.broadcast1[rate] = await broadcast(kind, 1, rate);
+  // The floor has no Redis mode and no AI answers.
+  if (kind === 'floor') continue;
   for (const rate of RATES) r.broadcast3[rate] = await broadcast(kind, 3, rate);
-  r.ai = await aiStreaming(kind);
+  r.ai = await aiStreaming(kind, ANSWERS);
+  r.aiCount = await aiStreaming(kind, COUNT_ANSWERS, { monitor: true });
 }
 writeFileSync(join(OUT, 'results.json'), JSON.stringify(results, null, 2));
 
@@ -208,11 +231,13 @@ writeFileSync(join(OUT, 'results.json'), JSON.stringify(results, null, 2));
 const fmt = (v, digits = 1) => (v === undefined || v === null || Number.isNaN(v) ? 'n/a'
   : Math.abs(v) >= 100 ? Math.round(v).toLocaleString('en-US') : v.toFixed(digits));
 const rows = [];
+const KINDS = ['ours', 'node', 'floor'];
 const row = (label, get, digits) => {
-  const vals = SERVERS.map((k) => { try { return get(results[k]); } catch { return undefined; } });
-  const [ours, node] = [vals[SERVERS.indexOf('ours')], vals[SERVERS.indexOf('node')]];
-  const ratio = ours !== undefined && node ? ours / node : undefined;
-  rows.push([label, fmt(ours, digits), fmt(node, digits), ratio === undefined ? 'n/a' : `${ratio.toFixed(2)}x`]);
+  const [ours, node, floor] = KINDS.map((k) => {
+    try { return results[k] ? get(results[k]) : undefined; } catch { return undefined; }
+  });
+  const ratio = (a, b) => (a !== undefined && a !== null && b ? `${(a / b).toFixed(2)}x` : 'n/a');
+  rows.push([label, fmt(ours, digits), fmt(node, digits), fmt(floor, digits), ratio(ours, node), ratio(ours, floor)]);
 };
 const kb = (r) => r.server_totals.rss_per_connection_bytes / 1024;
 const errs = (r) => r.errors.total;
@@ -240,9 +265,13 @@ for (const [key, label] of [['broadcast1', '1 process'], ['broadcast3', '3 proce
 }
 row(`3. AI ${ANSWERS} answers x ${TOKENS} tokens at ${TOKEN_RATE}/s: answers completed`, (r) => r.ai.ai.answers_done, 0);
 row('   chunk events per answer', (r) => r.ai.ai.chunks_per_answer);
-row('   Redis commands per answer', (r) => r.ai.redis.commands_per_answer);
+row('   Redis commands executed per answer (incl. inside scripts)', (r) => r.ai.redis.commands_per_answer);
 row('   p99 gap between chunks (ms)', (r) => r.ai.ai.chunk_gap.p99_ms);
 row('   server CPU seconds for all answers', (r) => r.ai.server_totals.cpu_hold_seconds, 2);
+row(`3. AI ${COUNT_ANSWERS} answers under Redis MONITOR: answers completed`, (r) => r.aiCount.ai.answers_done, 0);
+row('   Redis commands sent per answer', (r) => r.aiCount.redis.monitor.sent_per_answer);
+row('   Redis commands executed per answer (incl. inside scripts)',
+  (r) => r.aiCount.redis.monitor.executed_per_answer);
 for (const [key, label] of [['broadcast1', '1 process'], ['broadcast3', '3 processes']]) {
   for (const rate of RATES) {
     row(`4. CPU s per million delivered (${label}, ${rate}/s)`,
@@ -252,14 +281,15 @@ for (const [key, label] of [['broadcast1', '1 process'], ['broadcast3', '3 proce
   }
 }
 
-const header = ['metric', 'chatscale (Rust)', 'Node socket.io', 'ours / Node'];
+const header = ['metric', 'chatscale (Rust)', 'Node socket.io', 'floor (bare WS)', 'ours / Node', 'ours / floor'];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
 const line = (cells) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' | ')} |`;
 const out = [
   `chatscale bench: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 2 ** 30)} GiB, `
     + `load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}, ${((Date.now() - started) / 1000).toFixed(0)} s`,
   `scale ${SCALE}; broadcast: ${BROADCAST_CONNS} clients in rooms of ${ROOM_SIZE}, ${HOLD} s per rate; `
-    + '3 processes: clients spread directly over the three ports (no proxy); reports in ' + OUT,
+    + '3 processes: clients spread directly over the three ports (no proxy); '
+    + 'floor: bare tokio-tungstenite broadcast, no Redis mode or AI (n/a); reports in ' + OUT,
   '',
   line(header),
   `|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`,

@@ -4,6 +4,10 @@
 //! ping "2" / pong "3"). It joins its room, then sends what the scheduler asks
 //! and records what it receives. A connection holds a socket, a small read
 //! buffer and a few counters: no client library state per connection.
+//!
+//! With `--protocol floor` it speaks chatscale-floor's bare protocol instead:
+//! `join <room>` answered by `ok`, then the same stamped line payloads as
+//! plain text frames, no acks and no pings.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -45,6 +49,8 @@ pub struct Shared {
     pub handshake_timeout: Duration,
     /// HTTP long-polling instead of WebSocket.
     pub polling: bool,
+    /// chatscale-floor's bare protocol instead of Socket.IO.
+    pub floor: bool,
     pub errors: std::sync::Mutex<Vec<String>>,
 }
 
@@ -128,7 +134,13 @@ pub async fn run(
     let stats = &shared.stats;
     stats.attempted.fetch_add(1, Relaxed);
     let started = Instant::now();
-    let handshake = tokio::time::timeout(shared.handshake_timeout, connect(&conn, shared.polling));
+    let handshake = tokio::time::timeout(shared.handshake_timeout, async {
+        if shared.floor {
+            connect_floor(&conn).await
+        } else {
+            connect(&conn, shared.polling).await
+        }
+    });
     let mut ws = match tokio::select! {
         r = handshake => r,
         () = stop.cancelled() => return,
@@ -223,6 +235,30 @@ async fn tcp(conn: &Conn) -> anyhow::Result<TcpStream> {
     Ok(stream)
 }
 
+/// The same WebSocket settings as the Socket.IO client.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(Some(1 << 20))
+}
+
+/// TCP, WebSocket upgrade, then `join <room>` answered by `ok`
+/// (chatscale-floor).
+async fn connect_floor(conn: &Conn) -> anyhow::Result<Link> {
+    let url = format!("ws://{}/", conn.target.addr);
+    let (ws, _) = client_async_with_config(url.as_str(), tcp(conn).await?, Some(ws_config()))
+        .await
+        .context("WebSocket upgrade")?;
+    let mut link = Link::Ws(Box::new(ws));
+    link.send(format!("join {}", conn.room)).await?;
+    let reply = next_text(&mut link).await?;
+    if reply != "ok" {
+        bail!("expected `ok` after the join, got {reply:?}");
+    }
+    Ok(link)
+}
+
 /// TCP, WebSocket upgrade (or a polling session), Engine.IO open, Socket.IO
 /// connect to `/`, then `join` with an `ok` ack.
 async fn connect(conn: &Conn, polling: bool) -> anyhow::Result<Link> {
@@ -234,12 +270,8 @@ async fn connect(conn: &Conn, polling: bool) -> anyhow::Result<Link> {
             .context("Engine.IO polling handshake")?;
         Link::Polling(Box::new(session))
     } else {
-        let config = WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .write_buffer_size(0)
-            .max_message_size(Some(1 << 20));
         let (ws, _) =
-            client_async_with_config(target.ws_url.as_str(), tcp(conn).await?, Some(config))
+            client_async_with_config(target.ws_url.as_str(), tcp(conn).await?, Some(ws_config()))
                 .await
                 .context("WebSocket upgrade")?;
         let mut link = Link::Ws(Box::new(ws));
@@ -341,6 +373,13 @@ impl State {
                     "x".repeat(shared.text_bytes)
                 );
                 let payload = serde_json::json!({"room": &*conn.room, "text": text});
+                if shared.floor {
+                    // The same payload bytes, without the Socket.IO frame; no
+                    // ack to wait for (the echo stands for it).
+                    ws.send(payload.to_string()).await?;
+                    shared.stats.sent.fetch_add(1, Relaxed);
+                    return Ok(());
+                }
                 (format!("42{id}[\"message\",{payload}]"), Pending::Message)
             }
             Cmd::Ask => {
@@ -369,6 +408,13 @@ impl State {
         text: &str,
     ) -> anyhow::Result<()> {
         let stats = &shared.stats;
+        if shared.floor {
+            // Every frame after `ok` is a line payload of some member.
+            let data: Value =
+                serde_json::from_str(text).with_context(|| format!("floor line {text:?}"))?;
+            self.on_message(conn, shared, &data);
+            return Ok(());
+        }
         if text == "2" {
             ws.send("3".to_owned()).await?;
             return Ok(());
@@ -444,10 +490,19 @@ impl State {
         stats.delivered.fetch_add(1, Relaxed);
         let now = now_us();
         stats.last_delivery_us.fetch_max(now, Relaxed);
+        let sent_us = sent_us.parse::<u64>().ok();
         if sender.parse::<usize>().ok() == Some(conn.index) {
-            return; // our own line: latency is measured on other clients
+            // Our own line: latency is measured on other clients. The floor
+            // has no acks: its echo to the sender is the ack.
+            if shared.floor {
+                stats.acked.fetch_add(1, Relaxed);
+                if let Some(sent_us) = sent_us {
+                    stats.ack_latency.record_us(now.saturating_sub(sent_us));
+                }
+            }
+            return;
         }
-        if let Ok(sent_us) = sent_us.parse::<u64>() {
+        if let Some(sent_us) = sent_us {
             stats.message_latency.record_us(now.saturating_sub(sent_us));
         }
     }

@@ -8,6 +8,7 @@
 //! limit) and merges their results.
 
 mod client;
+mod monitor;
 mod polling;
 mod procstat;
 mod report;
@@ -91,10 +92,21 @@ pub struct Args {
     /// Port of a Redis on 127.0.0.1: `INFO commandstats` deltas over the hold.
     #[arg(long)]
     pub redis_port: Option<u16>,
+    /// With `--redis-port`: also hold a MONITOR connection over the hold and
+    /// count the commands clients sent apart from those run inside scripts.
+    /// MONITOR slows Redis down: use it on a short run of its own.
+    #[arg(long)]
+    pub redis_monitor: bool,
     /// Transport: websocket, or polling (HTTP long-polling, two HTTP/1.1
     /// connections per client).
     #[arg(long, default_value = "websocket")]
     pub transport: String,
+    /// Protocol: socketio (Engine.IO v4 / Socket.IO v4), or floor: the bare
+    /// WebSocket protocol of chatscale-floor (`join <room>` answered by `ok`,
+    /// then the stamped lines as plain text frames; no acks, so the sender's
+    /// own copy of a line counts as its ack). Chat lines only: no AI questions.
+    #[arg(long, default_value = "socketio")]
+    pub protocol: String,
     /// Write the JSON report here ("-" for stdout).
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -113,6 +125,10 @@ struct Sampler {
     redis_port: Option<u16>,
     procs: Mutex<BTreeMap<&'static str, Vec<ProcSample>>>,
     redis: Mutex<BTreeMap<&'static str, BTreeMap<String, u64>>>,
+    /// With `--redis-monitor`: MONITOR from "ramped" to "held".
+    redis_monitor: bool,
+    monitor: tokio::sync::Mutex<Option<monitor::Monitor>>,
+    monitored: Mutex<Option<monitor::Counts>>,
     bar: Option<ProgressBar>,
 }
 
@@ -128,8 +144,17 @@ impl Sampler {
             .collect::<anyhow::Result<Vec<_>>>()?;
         self.procs.lock().unwrap().insert(phase, samples);
         if let Some(port) = self.redis_port {
+            // The MONITOR window holds the commandstats window.
+            if self.redis_monitor && phase == "ramped" {
+                *self.monitor.lock().await = Some(monitor::start(port).await?);
+            }
             let stats = procstat::redis_commandstats(port).await?;
             self.redis.lock().unwrap().insert(phase, stats);
+            if phase == "held"
+                && let Some(running) = self.monitor.lock().await.take()
+            {
+                *self.monitored.lock().unwrap() = Some(running.stop().await?);
+            }
         }
         Ok(())
     }
@@ -192,6 +217,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.transport != "websocket" && args.transport != "polling" {
         bail!("--transport {}: use websocket or polling", args.transport);
     }
+    match args.protocol.as_str() {
+        "socketio" => {}
+        "floor" if args.transport != "websocket" => {
+            bail!("--protocol floor speaks WebSocket only (no --transport polling)")
+        }
+        "floor" if args.ai_queries > 0 => {
+            bail!("--protocol floor has no AI answers (no --ai-queries)")
+        }
+        "floor" => {}
+        other => bail!("--protocol {other}: use socketio or floor"),
+    }
+    if args.redis_monitor && args.redis_port.is_none() {
+        bail!("--redis-monitor needs --redis-port");
+    }
     let targets = args
         .url
         .iter()
@@ -231,6 +270,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let sampler = Sampler {
         pids: args.pids.clone(),
         redis_port: args.redis_port,
+        redis_monitor: args.redis_monitor,
         bar: Some(bar.clone()),
         ..Default::default()
     };

@@ -134,6 +134,18 @@ pub struct Redis {
     pub commands: BTreeMap<String, u64>,
     pub total_commands: u64,
     pub commands_per_answer: f64,
+    /// With `--redis-monitor`: the same window seen through MONITOR.
+    pub monitor: Option<Monitor>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Monitor {
+    #[serde(flatten)]
+    pub counts: crate::monitor::Counts,
+    /// Commands the clients sent (a script call counts once), per answer.
+    pub sent_per_answer: f64,
+    /// Sent plus those run inside scripts, per answer.
+    pub executed_per_answer: f64,
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -187,10 +199,17 @@ pub fn build(args: &Args, r: &WorkerResult, sampler: &Sampler, total: Duration) 
             .filter(|(_, v)| *v > 0)
             .collect();
         let total_commands = commands.values().sum();
+        let answers = r.ai_done as f64;
+        let monitor = sampler.monitored.lock().unwrap().clone().map(|counts| Monitor {
+            sent_per_answer: ratio(counts.sent as f64, answers),
+            executed_per_answer: ratio((counts.sent + counts.in_scripts) as f64, answers),
+            counts,
+        });
         Redis {
-            commands_per_answer: ratio(total_commands as f64, r.ai_done as f64),
+            commands_per_answer: ratio(total_commands as f64, answers),
             commands,
             total_commands,
+            monitor,
         }
     });
     Report {
@@ -332,6 +351,12 @@ pub fn summary(r: &Report) -> String {
             "  redis: {} commands over the hold, {:.1} per answer",
             redis.total_commands, redis.commands_per_answer
         ));
+        if let Some(m) = &redis.monitor {
+            line(format!(
+                "  redis MONITOR: {} sent by clients, {} inside scripts; {:.1} sent and {:.1} executed per answer",
+                m.counts.sent, m.counts.in_scripts, m.sent_per_answer, m.executed_per_answer
+            ));
+        }
     }
     let e = &r.errors;
     line(format!(

@@ -65,6 +65,7 @@ pub async fn run(
         text_bytes: args.text_bytes,
         handshake_timeout: Duration::from_secs(args.handshake_timeout_secs),
         polling: args.transport == "polling",
+        floor: args.protocol == "floor",
         errors: Default::default(),
     });
     let targets: Vec<Arc<Target>> = targets.iter().cloned().map(Arc::new).collect();
