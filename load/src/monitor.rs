@@ -117,10 +117,7 @@ pub fn parse_line(line: &str) -> Option<(bool, String)> {
     // The command name is the first quoted word; the client is in the
     // brackets before it (an IPv6 address has brackets of its own).
     let quote = line.find(" \"")?;
-    let client = line[..quote]
-        .split_once('[')?
-        .1
-        .strip_suffix(']')?;
+    let client = line[..quote].split_once('[')?.1.strip_suffix(']')?;
     let name = line[quote + 2..].split('"').next()?.to_ascii_lowercase();
     Some((client.ends_with(" lua"), name))
 }

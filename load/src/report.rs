@@ -200,11 +200,16 @@ pub fn build(args: &Args, r: &WorkerResult, sampler: &Sampler, total: Duration) 
             .collect();
         let total_commands = commands.values().sum();
         let answers = r.ai_done as f64;
-        let monitor = sampler.monitored.lock().unwrap().clone().map(|counts| Monitor {
-            sent_per_answer: ratio(counts.sent as f64, answers),
-            executed_per_answer: ratio((counts.sent + counts.in_scripts) as f64, answers),
-            counts,
-        });
+        let monitor = sampler
+            .monitored
+            .lock()
+            .unwrap()
+            .clone()
+            .map(|counts| Monitor {
+                sent_per_answer: ratio(counts.sent as f64, answers),
+                executed_per_answer: ratio((counts.sent + counts.in_scripts) as f64, answers),
+                counts,
+            });
         Redis {
             commands_per_answer: ratio(total_commands as f64, answers),
             commands,

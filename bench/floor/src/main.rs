@@ -35,7 +35,10 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let listener = TcpListener::bind(SocketAddr::new(args.host, args.port)).await?;
-    println!("chatscale-floor listening on http://{}", listener.local_addr()?);
+    println!(
+        "chatscale-floor listening on http://{}",
+        listener.local_addr()?
+    );
     let rooms = Arc::new(rooms::Rooms::default());
     loop {
         let (stream, _) = match listener.accept().await {

@@ -60,7 +60,10 @@ impl Rooms {
         if room.leave(id) {
             let mut rooms = self.rooms.lock().unwrap();
             // Someone may have joined in between: only drop a room still empty.
-            if rooms.get(name).is_some_and(|r| r.0.lock().unwrap().is_empty()) {
+            if rooms
+                .get(name)
+                .is_some_and(|r| r.0.lock().unwrap().is_empty())
+            {
                 rooms.remove(name);
             }
         }
