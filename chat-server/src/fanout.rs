@@ -19,7 +19,6 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use socketioxide::{SocketIo, adapter::Adapter};
-use socketioxide_redis::drivers::Driver;
 
 use crate::{
     adapter::ResilientDriver,
@@ -28,7 +27,7 @@ use crate::{
 };
 
 /// Messages waiting for the subscriber task; past this a message is dropped
-/// (and counted), as the adapter's own streams do, rather than blocking the
+/// with a warning, as on the adapter's own streams, rather than blocking the
 /// connection every Redis reply arrives on.
 const BUFFER: usize = 65_536;
 
@@ -58,7 +57,7 @@ impl Fanout {
         io: SocketIo<A>,
         metrics: Arc<Metrics>,
     ) -> Result<(), redis::RedisError> {
-        let mut messages = driver.subscribe(self.channel.clone(), BUFFER).await?;
+        let mut messages = driver.subscribe_own(self.channel.clone(), BUFFER).await?;
         let origin = self.origin.clone();
         tokio::spawn(async move {
             while let Some((_channel, payload)) = messages.next().await {
@@ -80,13 +79,6 @@ impl Fanout {
         });
         Ok(())
     }
-}
-
-/// The message a script publishes for `event` (without its `roomSeq`, as
-/// stored) appended as `room_seq` by server `origin`; the scripts build the
-/// same bytes in Lua.
-pub fn encode(origin: &str, room_seq: u64, stored_event: &str) -> Vec<u8> {
-    format!("{origin} {room_seq} {stored_event}").into_bytes()
 }
 
 /// The origin and the event, with its `roomSeq`, of a published message.
@@ -117,11 +109,13 @@ mod tests {
         })
     }
 
+    // What the append script really publishes is read back in
+    // tests/redis_store.rs, against a real redis-server.
     #[test]
-    fn a_published_event_reads_back_with_its_origin_and_room_seq() {
+    fn a_message_in_the_format_reads_back_with_its_origin_and_room_seq() {
         let stored = serde_json::to_string(&message()).unwrap();
-        let payload = encode("a1b2", 42, &stored);
-        let (origin, event) = decode(&payload).unwrap();
+        let payload = format!("a1b2 42 {stored}");
+        let (origin, event) = decode(payload.as_bytes()).unwrap();
         assert_eq!(origin, "a1b2");
         let mut expected = message();
         expected.set_room_seq(42);

@@ -166,7 +166,10 @@ async fn a_fanning_out_append_publishes_each_event_with_its_room_seq_in_the_same
         .unwrap()
         .unwrap();
     for expected in [&sent, &sent_chunk, &closed] {
-        let payload = published.recv().await.unwrap();
+        let payload = tokio::time::timeout(std::time::Duration::from_secs(10), published.recv())
+            .await
+            .expect("the append published its event")
+            .unwrap();
         let (origin, event) = fanout::decode(&payload).unwrap();
         assert_eq!(origin, fanout.origin);
         assert_eq!(&event, expected);

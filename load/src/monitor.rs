@@ -11,9 +11,10 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    net::TcpStream,
     task::JoinHandle,
 };
+
+use crate::procstat::{connect_redis as connect, is_counted};
 
 /// What MONITOR showed over the window (PING and INFO left out, as in the
 /// commandstats counts).
@@ -32,16 +33,6 @@ pub struct Monitor {
     port: u16,
     marker: String,
     reader: JoinHandle<anyhow::Result<Counts>>,
-}
-
-async fn connect(port: u16) -> anyhow::Result<TcpStream> {
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        TcpStream::connect(("127.0.0.1", port)),
-    )
-    .await
-    .context("connecting to Redis timed out")?
-    .with_context(|| format!("connecting to Redis on 127.0.0.1:{port}"))
 }
 
 /// Starts counting: returns once Redis has answered MONITOR with +OK.
@@ -73,7 +64,7 @@ pub async fn start(port: u16) -> anyhow::Result<Monitor> {
                     return Ok(counts);
                 }
                 if let Some((in_script, name)) = parse_line(&text) {
-                    if name == "ping" || name == "info" {
+                    if !is_counted(&name) {
                         continue;
                     }
                     let (total, by) = if in_script {

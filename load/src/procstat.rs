@@ -55,16 +55,26 @@ pub fn sample(pid: u32) -> anyhow::Result<ProcSample> {
     })
 }
 
-/// `INFO commandstats` of the Redis on 127.0.0.1:`port`: calls per command
-/// (lower case), without `info` and `ping` (ours and health checks).
-pub async fn redis_commandstats(port: u16) -> anyhow::Result<BTreeMap<String, u64>> {
-    let mut stream = tokio::time::timeout(
+/// A connection to the Redis on 127.0.0.1:`port`.
+pub async fn connect_redis(port: u16) -> anyhow::Result<TcpStream> {
+    tokio::time::timeout(
         Duration::from_secs(5),
         TcpStream::connect(("127.0.0.1", port)),
     )
     .await
     .context("connecting to Redis timed out")?
-    .with_context(|| format!("connecting to Redis on 127.0.0.1:{port}"))?;
+    .with_context(|| format!("connecting to Redis on 127.0.0.1:{port}"))
+}
+
+/// Whether a command counts: `info` and `ping` (ours and health checks) do not.
+pub fn is_counted(name: &str) -> bool {
+    name != "info" && name != "ping"
+}
+
+/// `INFO commandstats` of the Redis on 127.0.0.1:`port`: calls per counted
+/// command (lower case).
+pub async fn redis_commandstats(port: u16) -> anyhow::Result<BTreeMap<String, u64>> {
+    let mut stream = connect_redis(port).await?;
     stream.write_all(b"INFO commandstats\r\n").await?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -103,7 +113,7 @@ pub fn parse_commandstats(body: &str) -> BTreeMap<String, u64> {
                 .parse()
                 .ok()?;
             let name = name.to_ascii_lowercase();
-            (name != "info" && name != "ping").then_some((name, calls))
+            is_counted(&name).then_some((name, calls))
         })
         .collect()
 }

@@ -26,7 +26,16 @@ use tokio::sync::mpsc;
 use super::connection::RedisConnection;
 use crate::{admin::metrics::Metrics, protocol::now_ms};
 
-type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
+type Handlers = Arc<RwLock<HashMap<String, Handler>>>;
+
+/// Where a subscribed channel's messages go.
+struct Handler {
+    tx: mpsc::Sender<ChanItem>,
+    /// An adapter channel, whose messages the observer reads; not a channel
+    /// of chatscale's own (crate::fanout), whose messages are no adapter
+    /// requests.
+    observed: bool,
+}
 
 #[derive(Clone)]
 pub struct ResilientDriver {
@@ -72,6 +81,37 @@ impl ResilientDriver {
         self.conn.clone()
     }
 
+    /// Subscribes to a channel of chatscale's own, not the adapter's: its
+    /// messages go to the stream unread by the adapter traffic observer.
+    pub async fn subscribe_own(
+        &self,
+        chan: String,
+        size: usize,
+    ) -> Result<MessageStream<ChanItem>, RedisError> {
+        self.listen(chan, size, false).await
+    }
+
+    async fn listen(
+        &self,
+        chan: String,
+        size: usize,
+        observed: bool,
+    ) -> Result<MessageStream<ChanItem>, RedisError> {
+        let (tx, rx) = mpsc::channel(size);
+        self.handlers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(chan.clone(), Handler { tx, observed });
+        if let Err(error) = self.conn.clone().subscribe(&chan).await {
+            self.handlers
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&chan);
+            return Err(self.failed(error));
+        }
+        Ok(MessageStream::new(rx))
+    }
+
     fn failed(&self, error: RedisError) -> RedisError {
         self.observer.metrics.redis_errors_total.inc();
         error
@@ -92,14 +132,15 @@ fn route(message: PushInfo, handlers: &Handlers, observer: &Observer) {
     let Ok(channel) = String::from_utf8(channel) else {
         return;
     };
-    observer.observe_incoming(&payload);
-    if let Some(tx) = handlers
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&channel)
-        && let Err(error) = tx.try_send((channel.clone(), payload))
-    {
-        tracing::warn!(%error, %channel, "adapter stream full; a message was dropped");
+    let handlers = handlers.read().unwrap_or_else(|e| e.into_inner());
+    let Some(handler) = handlers.get(&channel) else {
+        return;
+    };
+    if handler.observed {
+        observer.observe_incoming(&payload);
+    }
+    if let Err(error) = handler.tx.try_send((channel.clone(), payload)) {
+        tracing::warn!(%error, %channel, "subscriber stream full; a message was dropped");
     }
 }
 
@@ -164,19 +205,7 @@ impl Driver for ResilientDriver {
         chan: String,
         size: usize,
     ) -> Result<MessageStream<ChanItem>, Self::Error> {
-        let (tx, rx) = mpsc::channel(size);
-        self.handlers
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(chan.clone(), tx);
-        if let Err(error) = self.conn.clone().subscribe(&chan).await {
-            self.handlers
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&chan);
-            return Err(self.failed(error));
-        }
-        Ok(MessageStream::new(rx))
+        self.listen(chan, size, true).await
     }
 
     async fn unsubscribe(&self, chan: String) -> Result<(), Self::Error> {

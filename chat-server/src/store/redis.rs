@@ -111,6 +111,7 @@ impl RoomStore for RedisStore {
             RoomEvent::Message(_) => ("", 0, false),
         };
         let room = event.room();
+        let (channel, origin) = self.fanout_args();
         let room_seq: i64 = self
             .append
             .key(self.key(room, "seq"))
@@ -122,8 +123,8 @@ impl RoomStore for RedisStore {
             .arg(answer)
             .arg(seq)
             .arg(if done { "1" } else { "0" })
-            .arg(self.fanout_args().0)
-            .arg(self.fanout_args().1)
+            .arg(channel)
+            .arg(origin)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::unavailable)?;
@@ -204,6 +205,7 @@ impl RoomStore for RedisStore {
         };
         let room = chunk.room.clone();
         let json = serde_json::to_string(&last).map_err(StoreError::unavailable)?;
+        let (channel, origin) = self.fanout_args();
         let closed: Option<(u64, u32)> = self
             .close
             .key(self.key(&room, "seq"))
@@ -213,8 +215,8 @@ impl RoomStore for RedisStore {
             .arg(json)
             .arg(self.log_len)
             .arg(&chunk.stream_id)
-            .arg(self.fanout_args().0)
-            .arg(self.fanout_args().1)
+            .arg(channel)
+            .arg(origin)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::unavailable)?;
