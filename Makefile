@@ -35,6 +35,7 @@ test-build:
 # crates.io. Not part of `test`: a cold run takes over 3 minutes on 2 cores.
 patch-test:
 	cargo test --manifest-path patches/socketioxide/Cargo.toml --locked --all-features --target-dir target/patches
+	cargo test --manifest-path patches/engineioxide/Cargo.toml --locked --all-features --target-dir target/patches
 
 # Unit tests and the Rust end-to-end tests (they start the real binaries and
 # the control plane) in a network namespace with only loopback

@@ -19,13 +19,18 @@ use socketioxide::{
     handler::{FromMessageParts, Value},
     socket::Socket,
 };
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
-/// Per-socket ticket counter and the ticket being served.
+/// Per-socket ticket counter and the ticket being served. It lives as long
+/// as its socket, so it is kept small: a `Notify` needs no allocation of its
+/// own, where a watch channel took about 400 bytes per socket.
 struct Sequencer {
     next_ticket: AtomicU64,
-    serving: watch::Sender<u64>,
+    serving: AtomicU64,
+    /// Woken whenever `serving` moves on.
+    moved: Notify,
     /// Tickets given up (events refused on arrival): passed over when reached.
+    /// Also held while `serving` moves on, so that it moves one step at a time.
     skipped: Mutex<BTreeSet<u64>>,
 }
 
@@ -33,19 +38,24 @@ impl Sequencer {
     fn new() -> Self {
         Self {
             next_ticket: AtomicU64::new(0),
-            serving: watch::Sender::new(0),
+            serving: AtomicU64::new(0),
+            moved: Notify::new(),
             skipped: Mutex::default(),
         }
     }
 
+    fn serving(&self) -> u64 {
+        self.serving.load(Ordering::Acquire)
+    }
+
     /// Serves the next ticket that was not given up. Callers hold `skipped`.
     fn advance(&self, skipped: &mut BTreeSet<u64>) {
-        self.serving.send_modify(|now| {
-            *now += 1;
-            while skipped.remove(now) {
-                *now += 1;
-            }
-        });
+        let mut now = self.serving() + 1;
+        while skipped.remove(&now) {
+            now += 1;
+        }
+        self.serving.store(now, Ordering::Release);
+        self.moved.notify_waiters();
     }
 }
 
@@ -63,9 +73,16 @@ pub struct Serving(Arc<Sequencer>);
 impl InOrder {
     /// Waits until every earlier event of this socket has been handled.
     pub async fn wait(self) -> Serving {
-        let mut serving = self.sequencer.serving.subscribe();
-        // The sender lives in `self.sequencer`, so the channel cannot close here.
-        let _ = serving.wait_for(|&now| now == self.ticket).await;
+        loop {
+            // Registered before the check, so that a move in between wakes it.
+            let moved = self.sequencer.moved.notified();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            if self.sequencer.serving() == self.ticket {
+                break;
+            }
+            moved.await;
+        }
         Serving(self.sequencer)
     }
 
@@ -77,7 +94,7 @@ impl InOrder {
             .skipped
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if *self.sequencer.serving.borrow() == self.ticket {
+        if self.sequencer.serving() == self.ticket {
             self.sequencer.advance(&mut skipped);
         } else {
             skipped.insert(self.ticket);
@@ -136,7 +153,7 @@ mod tests {
         drop(serving);
         third.skip();
         let _serving = fourth.wait().await;
-        assert_eq!(*sequencer.serving.borrow(), 3);
+        assert_eq!(sequencer.serving(), 3);
     }
 
     fn ticket(sequencer: &Arc<Sequencer>) -> InOrder {

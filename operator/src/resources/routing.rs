@@ -191,6 +191,12 @@ fn ingress_nginx_annotations(cc: &ChatCluster) -> BTreeMap<String, String> {
         // reads/writes, not the whole connection; the docs recommend >= 3600 for WebSockets.
         ("proxy-read-timeout", "3600".to_owned()),
         ("proxy-send-timeout", "3600".to_owned()),
+        // R2.5: a pod that drains or sheds answers new sessions 503 until its
+        // readiness probe takes it out of the endpoints (up to 10 s); nginx then
+        // tries the handshake (a GET) on another pod instead of failing it.
+        // POSTs are never retried (no `non_idempotent`): they carry a session id,
+        // which the holding pod always serves.
+        ("proxy-next-upstream", "error timeout http_503".to_owned()),
     ];
     // `session-cookie-secure` stays unset: ingress-nginx then adds `Secure` exactly
     // when the request reached it over HTTPS (R2.2).
@@ -386,6 +392,10 @@ mod tests {
                 ),
                 ("nginx.ingress.kubernetes.io/proxy-read-timeout", "3600"),
                 ("nginx.ingress.kubernetes.io/proxy-send-timeout", "3600"),
+                (
+                    "nginx.ingress.kubernetes.io/proxy-next-upstream",
+                    "error timeout http_503"
+                ),
             ])
         );
         assert!(service_annotations(&cc).is_empty());

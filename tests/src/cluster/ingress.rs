@@ -3,7 +3,7 @@
 //! Ingress as ingress-nginx would serve it: its backend Service's pods that
 //! are Ready and not terminating are the upstreams (followed and reloaded
 //! when they change), the Ingress's cookie-affinity annotations decide the
-//! stickiness, and its timeouts apply.
+//! stickiness, and its timeouts and retries (`proxy-next-upstream`) apply.
 //!
 //! Affinity as ingress-nginx's `affinity: cookie` with `affinity-mode:
 //! persistent`: a request without the cookie, or with one that names no
@@ -11,7 +11,9 @@
 //! the cookie naming the pod that answered; a request with the cookie goes to
 //! that pod. ingress-nginx stores a hash of the pod's address in the cookie,
 //! this stand-in the address itself. It listens on 127.0.0.1, one port, any
-//! Host header (the one Ingress rule's host is not checked).
+//! Host header (the one Ingress rule's host is not checked). A request whose
+//! cookie pins it to a pod is never retried on another one (ingress-nginx
+//! re-pins it with `session-cookie-change-on-failure`): only new sessions are.
 
 use std::{
     collections::BTreeMap,
@@ -33,6 +35,21 @@ use crate::free_port;
 
 const NGINX: &str = "/usr/sbin/nginx";
 const ANNOTATION: &str = "nginx.ingress.kubernetes.io/";
+/// The words ingress-nginx accepts in `proxy-next-upstream`.
+const NEXT_UPSTREAM: [&str; 12] = [
+    "error",
+    "timeout",
+    "invalid_header",
+    "http_500",
+    "http_502",
+    "http_503",
+    "http_504",
+    "http_403",
+    "http_404",
+    "http_429",
+    "non_idempotent",
+    "off",
+];
 
 /// A running stand-in; nginx stops when it is dropped.
 pub struct IngressStandIn {
@@ -62,6 +79,9 @@ struct Route {
     cookie: Option<Cookie>,
     read_timeout: String,
     send_timeout: String,
+    /// nginx's `proxy_next_upstream` words and `proxy_next_upstream_tries`.
+    next_upstream: String,
+    next_upstream_tries: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -172,12 +192,26 @@ fn route(ingress: &Ingress) -> anyhow::Result<Route> {
         same_site: get("session-cookie-samesite"),
     });
     let seconds = |key: &str| format!("{}s", get(key).unwrap_or_else(|| "60".into()));
+    // ingress-nginx's ConfigMap defaults, and its validators (docs/routing.md R2.5).
+    let next_upstream = get("proxy-next-upstream").unwrap_or_else(|| "error timeout".into());
+    if next_upstream
+        .split_whitespace()
+        .any(|word| !NEXT_UPSTREAM.contains(&word))
+    {
+        bail!("proxy-next-upstream {next_upstream:?} is not a list of {NEXT_UPSTREAM:?}");
+    }
+    let next_upstream_tries = get("proxy-next-upstream-tries").unwrap_or_else(|| "3".into());
+    next_upstream_tries
+        .parse::<u32>()
+        .with_context(|| format!("proxy-next-upstream-tries {next_upstream_tries:?}"))?;
     Ok(Route {
         service: backend.name.clone(),
         service_port,
         cookie,
         read_timeout: seconds("proxy-read-timeout"),
         send_timeout: seconds("proxy-send-timeout"),
+        next_upstream,
+        next_upstream_tries,
     })
 }
 
@@ -380,7 +414,7 @@ fn config(dir: &Path, port: u16, route: &Route, upstreams: &[String]) -> String 
          proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n            \
          proxy_read_timeout {read};\n            proxy_send_timeout {send};\n            \
          proxy_buffering off;\n            proxy_request_buffering off;\n            \
-         proxy_next_upstream error timeout;\n            proxy_next_upstream_tries 3;\n        }}\n    }}\n}}\n",
+         proxy_next_upstream {next_upstream};\n            proxy_next_upstream_tries {tries};\n        }}\n    }}\n}}\n",
         pid = p("nginx.pid"),
         error = p("error.log"),
         access = p("access.log"),
@@ -391,6 +425,8 @@ fn config(dir: &Path, port: u16, route: &Route, upstreams: &[String]) -> String 
         scgi = p("scgi"),
         read = route.read_timeout,
         send = route.send_timeout,
+        next_upstream = route.next_upstream,
+        tries = route.next_upstream_tries,
     )
 }
 
@@ -419,6 +455,7 @@ mod tests {
                 "nginx.ingress.kubernetes.io/session-cookie-name": "chatscale-affinity",
                 "nginx.ingress.kubernetes.io/session-cookie-max-age": "86400",
                 "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
+                "nginx.ingress.kubernetes.io/proxy-next-upstream": "error timeout http_503",
             }},
             "spec": {"rules": [{"host": "chat.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
                 "backend": {"service": {"name": "team", "port": {"name": "http"}}}}]}}]},
@@ -444,5 +481,35 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("proxy_pass http://$chat_pinned;"), "{text}");
+        assert!(
+            text.contains("proxy_next_upstream error timeout http_503;\n            proxy_next_upstream_tries 3;"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn retries_default_to_ingress_nginx_s_and_refuse_what_it_refuses() {
+        let ingress = |annotations: serde_json::Value| -> Ingress {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "team", "annotations": annotations},
+                "spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": "team", "port": {"number": 80}}}}]}}]},
+            }))
+            .unwrap()
+        };
+        let plain = route(&ingress(serde_json::json!({}))).unwrap();
+        assert_eq!(
+            (
+                plain.next_upstream.as_str(),
+                plain.next_upstream_tries.as_str()
+            ),
+            ("error timeout", "3")
+        );
+        for bad in [
+            serde_json::json!({"nginx.ingress.kubernetes.io/proxy-next-upstream": "error; return 200"}),
+            serde_json::json!({"nginx.ingress.kubernetes.io/proxy-next-upstream-tries": "three"}),
+        ] {
+            assert!(route(&ingress(bad.clone())).is_err(), "{bad}");
+        }
     }
 }

@@ -192,8 +192,8 @@ where
                 break;
             }
             Ok(Packet::Pong | Packet::Ping) => {
-                // A full channel means that the client is already known to be alive.
-                socket.heartbeat_tx.try_send(()).ok();
+                // A notification already kept means that the client is already known to be alive.
+                socket.heartbeat.notify_one();
                 Ok(())
             }
             Ok(Packet::Message(msg)) => {
@@ -300,18 +300,19 @@ mod rx_stream {
     impl<T> Unpin for WatchStream<'_, T> {}
 
     pin_project! {
-        /// Combines a [`WatchStream`] and a [`ReceiverStream`] into a single [`Stream`].
+        /// Combines a [`WatchStream`] and a [`ReceiverStream`] of boxed items
+        /// (see `QueuedPackets`) into a single [`Stream`].
         pub struct EncoderStream<'a, T> {
             #[pin]
             watch: WatchStream<'a, Option<T>>,
             #[pin]
-            rx: ReceiverStream<'a, T>,
+            rx: ReceiverStream<'a, Box<T>>,
         }
     }
 
     impl<'a, T: Clone + Send + Sync + 'static> EncoderStream<'a, T> {
         pub fn new(
-            rx: &'a mut mpsc::Receiver<T>,
+            rx: &'a mut mpsc::Receiver<Box<T>>,
             watch: &'a mut watch::Receiver<Option<T>>,
         ) -> Self {
             Self {
@@ -329,7 +330,7 @@ mod rx_stream {
             // low priority: poll the watch stream first, then the rx stream.
             // same than with ws transport
             match this.rx.poll_next(cx) {
-                Poll::Ready(v) => Poll::Ready(v),
+                Poll::Ready(v) => Poll::Ready(v.map(|boxed| *boxed)),
                 Poll::Pending => match this.watch.poll_next(cx) {
                     Poll::Ready(Some(v)) => Poll::Ready(v),
                     Poll::Ready(None) | Poll::Pending => Poll::Pending,
