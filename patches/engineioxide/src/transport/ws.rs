@@ -95,7 +95,7 @@ async fn upgraded_connection<H: EngineIoHandler>(
     let conn = on_upgrade.await.map(hyper_util::rt::TokioIo::new);
 
     let res = match conn {
-        Ok(conn) => on_init(engine.clone(), conn, protocol, sid, *parts).await,
+        Ok(conn) => on_init(engine.clone(), conn, protocol, sid, unboxed(parts)).await,
         Err(_e) => {
             #[cfg(feature = "tracing")]
             tracing::debug!("ws upgrade error: {}", _e);
@@ -117,6 +117,12 @@ async fn upgraded_connection<H: EngineIoHandler>(
             }
         }
     }
+}
+
+/// The value, with its box freed now: `*boxed` on an argument would free the
+/// box only when the function returns, at the end of the connection.
+fn unboxed<T>(boxed: Box<T>) -> T {
+    *boxed
 }
 
 /// Handle a websocket connection upgrade
