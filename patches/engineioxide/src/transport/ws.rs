@@ -121,6 +121,7 @@ async fn upgraded_connection<H: EngineIoHandler>(
 
 /// The value, with its box freed now: `*boxed` on an argument would free the
 /// box only when the function returns, at the end of the connection.
+#[allow(clippy::boxed_local)]
 fn unboxed<T>(boxed: Box<T>) -> T {
     *boxed
 }
@@ -411,7 +412,7 @@ async fn feed_packets<D, S>(
             // it should be discarded here
             Packet::Noop => Ok(()),
             packet => {
-                let packet: String = packet.try_into().unwrap();
+                let packet: String = packet.into();
                 tx.feed(Message::Text(packet.into())).await
             }
         };
