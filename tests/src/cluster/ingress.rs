@@ -81,7 +81,7 @@ struct Route {
     send_timeout: String,
     /// nginx's `proxy_next_upstream` words and `proxy_next_upstream_tries`.
     next_upstream: String,
-    next_upstream_tries: String,
+    next_upstream_tries: u32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -200,10 +200,12 @@ fn route(ingress: &Ingress) -> anyhow::Result<Route> {
     {
         bail!("proxy-next-upstream {next_upstream:?} is not a list of {NEXT_UPSTREAM:?}");
     }
-    let next_upstream_tries = get("proxy-next-upstream-tries").unwrap_or_else(|| "3".into());
-    next_upstream_tries
-        .parse::<u32>()
-        .with_context(|| format!("proxy-next-upstream-tries {next_upstream_tries:?}"))?;
+    let next_upstream_tries = match get("proxy-next-upstream-tries") {
+        None => 3,
+        Some(tries) => tries
+            .parse()
+            .with_context(|| format!("proxy-next-upstream-tries {tries:?}"))?,
+    };
     Ok(Route {
         service: backend.name.clone(),
         service_port,
@@ -499,11 +501,8 @@ mod tests {
         };
         let plain = route(&ingress(serde_json::json!({}))).unwrap();
         assert_eq!(
-            (
-                plain.next_upstream.as_str(),
-                plain.next_upstream_tries.as_str()
-            ),
-            ("error timeout", "3")
+            (plain.next_upstream.as_str(), plain.next_upstream_tries),
+            ("error timeout", 3)
         );
         for bad in [
             serde_json::json!({"nginx.ingress.kubernetes.io/proxy-next-upstream": "error; return 200"}),
