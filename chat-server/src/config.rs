@@ -54,6 +54,14 @@ pub struct Config {
     #[arg(long, env = env::KEY_PREFIX, default_value = "chatscale", value_parser = key_prefix)]
     pub key_prefix: String,
 
+    /// Which Redis pub/sub channels carry room events. `per-room`: one channel per
+    /// room (`PREFIX:{room}:events`, sharded pub/sub on a Redis Cluster), which a
+    /// server subscribes to only while it has a member of the room. `shared`: one
+    /// channel that every server receives every room event on (the adapter's
+    /// single sharded channel on a Redis Cluster); kept for comparison.
+    #[arg(long, env = env::ROOM_CHANNELS, value_enum, default_value_t = RoomChannels::PerRoom)]
+    pub room_channels: RoomChannels,
+
     /// Which model answers `ai-query`: the built-in `demo` (no network), any
     /// OpenAI-compatible `/v1/chat/completions` endpoint (`openai`), or Claude
     /// through the Anthropic Messages API (`anthropic`).
@@ -272,6 +280,15 @@ pub struct Config {
     #[arg(long, env = env::MAX_ROOMS_PER_SOCKET, default_value_t = settings::MAX_ROOMS_PER_SOCKET.default,
           value_parser = clap::value_parser!(u32).range(settings::MAX_ROOMS_PER_SOCKET.bounds()))]
     pub max_rooms_per_socket: u32,
+}
+
+/// Which pub/sub channels carry room events between servers (crate::fanout).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomChannels {
+    /// One channel per room, subscribed while the server has a member in it.
+    PerRoom,
+    /// One channel for every room, subscribed by every server.
+    Shared,
 }
 
 /// Whether the Socket.IO handshake needs a JWT.

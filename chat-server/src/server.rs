@@ -21,7 +21,7 @@ use crate::{
     answers::{self, MemoryLedger, RedisLedger},
     config::Config,
     events,
-    fanout::Fanout,
+    fanout::{self, DriverListener, Fanout, Listen, RoomSubscriptions},
     origin,
     publish::Publisher,
     secret::Secret,
@@ -62,7 +62,13 @@ impl Server {
                     config.history_turns as usize,
                 ));
                 let ledger = Arc::new(MemoryLedger::default());
-                let state = AppState::new(config, store, ledger, metrics.clone())?;
+                let state = AppState::new(
+                    config,
+                    store,
+                    ledger,
+                    metrics.clone(),
+                    RoomSubscriptions::none(),
+                )?;
                 let publisher = state.publisher.clone();
                 let (layer, io) = builder.with_state(state).build_layer();
                 events::serve(&io);
@@ -78,9 +84,22 @@ impl Server {
                 .await
                 .context("connecting to Redis (CHAT_REDIS_URL)")?;
                 // Room events ride on the append script (crate::fanout),
-                // except in Redis Cluster, where the adapter's sharded
-                // pub/sub carries them.
-                let fanout = (!config.redis_cluster).then(|| Fanout::new(&config.key_prefix));
+                // except for the shared channel on a Redis Cluster, where the
+                // adapter's sharded pub/sub carries them.
+                let fanout = Fanout::new(
+                    &config.key_prefix,
+                    config.room_channels,
+                    config.redis_cluster,
+                );
+                let (listener, room_events) = DriverListener::new(driver.clone());
+                let room_subscriptions = match &fanout {
+                    Some(fanout) if fanout.per_room() => RoomSubscriptions::new(
+                        Arc::new(listener.clone()),
+                        fanout.clone(),
+                        metrics.clone(),
+                    ),
+                    _ => RoomSubscriptions::none(),
+                };
                 let store = Arc::new(RedisStore::new(
                     driver.connection(),
                     &config.key_prefix,
@@ -92,7 +111,8 @@ impl Server {
                 let channels = RedisAdapterConfig::new()
                     .with_prefix(format!("{}-socket.io", config.key_prefix));
                 let ledger = Arc::new(RedisLedger::new(driver.connection(), &config.key_prefix));
-                let state = AppState::new(config, store, ledger, metrics.clone())?;
+                let state =
+                    AppState::new(config, store, ledger, metrics.clone(), room_subscriptions)?;
                 let (layer, io) = builder
                     .with_adapter::<RedisAdapter<_>>(RedisAdapterCtr::new_with_driver(
                         driver.clone(),
@@ -103,11 +123,14 @@ impl Server {
                 events::serve(&io)
                     .await
                     .context("subscribing to the Redis adapter channels")?;
-                if let Some(fanout) = &fanout {
-                    fanout
-                        .serve(&driver, io.clone(), metrics.clone())
-                        .await
-                        .context("subscribing to the room events channel")?;
+                if let Some(fanout) = fanout {
+                    if !fanout.per_room() {
+                        listener
+                            .listen(&fanout.shared_channel())
+                            .await
+                            .context("subscribing to the room events channel")?;
+                    }
+                    fanout::receive(room_events, io.clone(), metrics.clone(), fanout.origin);
                 }
                 let publisher = state.publisher.clone();
                 answers::watch(io.clone(), state);

@@ -12,6 +12,7 @@ use crate::{
     auth::Auth,
     client_addr::ClientAddr,
     config::{AiProviderKind, Config},
+    fanout::RoomSubscriptions,
     limits::Limits,
     publish::Publisher,
     secret::Secret,
@@ -39,6 +40,8 @@ pub struct AppState {
     pub answers: Arc<Answers>,
     /// Where a connection comes from (the peer, or the client behind a trusted proxy).
     pub client_addr: Arc<ClientAddr>,
+    /// The room channels this server listens on, from its members' rooms.
+    pub room_subscriptions: Arc<RoomSubscriptions>,
 }
 
 impl AppState {
@@ -47,6 +50,7 @@ impl AppState {
         store: Arc<dyn RoomStore>,
         answers: Arc<dyn AnswerLedger>,
         metrics: Arc<Metrics>,
+        room_subscriptions: RoomSubscriptions,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             publisher: Arc::new(Publisher::new(store.clone(), metrics.clone())),
@@ -67,6 +71,7 @@ impl AppState {
                 },
             ),
             client_addr: Arc::new(ClientAddr::new(config.trusted_proxies.clone())),
+            room_subscriptions: Arc::new(room_subscriptions),
         })
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chat_server::{
     adapter::RedisConnection,
     answers::{Answer, AnswerLedger, Busy, Caps, RedisLedger},
+    config::RoomChannels,
     fanout::{self, Fanout},
     protocol::{AiChunk, ChatMessage, MessageKind, RoomEvent},
     store::{RedisStore, ReplayError, Role, RoomStore, StoreError, Turn},
@@ -142,44 +143,66 @@ async fn listen(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fanning_out_append_publishes_each_event_with_its_room_seq_in_the_same_call() {
     let redis = RedisServer::start().await.unwrap();
-    let fanout = Fanout::new("f");
-    let (_subscriber, mut published) = listen(&redis, &fanout.channel).await;
-    let quiet = store(&redis, "f", 100, 3).await;
-    let loud = RedisStore::new(connection(&redis).await, "f", 100, 3, Some(fanout.clone()));
-    assert!(loud.fans_out() && !quiet.fans_out());
+    for (prefix, channels) in [("f", RoomChannels::PerRoom), ("g", RoomChannels::Shared)] {
+        let fanout = Fanout::new(prefix, channels, false).unwrap();
+        let (_subscriber, mut published) = listen(&redis, &fanout.channel("r")).await;
+        let quiet = store(&redis, prefix, 100, 3).await;
+        let loud = RedisStore::new(
+            connection(&redis).await,
+            prefix,
+            100,
+            3,
+            Some(fanout.clone()),
+        );
+        assert!(loud.fans_out() && !quiet.fans_out());
 
-    // Without a fan-out the append publishes nothing: the first message on
-    // the channel is the second append's.
-    assert_eq!(
-        quiet
-            .append(line("r", "not published"))
+        // Without a fan-out the append publishes nothing: the first message on
+        // the channel is the second append's.
+        assert_eq!(
+            quiet
+                .append(line("r", "not published"))
+                .await
+                .unwrap()
+                .room_seq(),
+            Some(1)
+        );
+        // Another room's event: on the shared channel only.
+        let other = loud.append(line("other", "elsewhere")).await.unwrap();
+        let sent = loud.append(line("r", "hello")).await.unwrap();
+        let sent_chunk = loud.append(chunk("r", "a1", 1, false)).await.unwrap();
+        let closed = loud
+            .close_answer(chunk("r", "a1", 99, true))
             .await
             .unwrap()
-            .room_seq(),
-        Some(1)
-    );
-    let sent = loud.append(line("r", "hello")).await.unwrap();
-    let sent_chunk = loud.append(chunk("r", "a1", 1, false)).await.unwrap();
-    let closed = loud
-        .close_answer(chunk("r", "a1", 99, true))
-        .await
-        .unwrap()
-        .unwrap();
-    for expected in [&sent, &sent_chunk, &closed] {
+            .unwrap();
+        let expected = match channels {
+            RoomChannels::PerRoom => vec![&sent, &sent_chunk, &closed],
+            RoomChannels::Shared => vec![&other, &sent, &sent_chunk, &closed],
+        };
+        for expected in expected {
+            let payload =
+                tokio::time::timeout(std::time::Duration::from_secs(10), published.recv())
+                    .await
+                    .expect("the append published its event")
+                    .unwrap();
+            let (origin, event) = fanout::decode(&payload).unwrap();
+            assert_eq!(origin, fanout.origin);
+            assert_eq!(&event, expected, "{channels:?}");
+        }
+        assert_eq!(closed.room_seq(), Some(4));
+        assert_eq!(
+            seqs(&closed),
+            (Some(4), 2),
+            "closed with the answer's next seq"
+        );
+        // Nothing else arrived: the next message is one published now.
+        let marker = loud.append(line("r", "marker")).await.unwrap();
         let payload = tokio::time::timeout(std::time::Duration::from_secs(10), published.recv())
             .await
-            .expect("the append published its event")
+            .unwrap()
             .unwrap();
-        let (origin, event) = fanout::decode(&payload).unwrap();
-        assert_eq!(origin, fanout.origin);
-        assert_eq!(&event, expected);
+        assert_eq!(fanout::decode(&payload).unwrap().1, marker, "{channels:?}");
     }
-    assert_eq!(closed.room_seq(), Some(4));
-    assert_eq!(
-        seqs(&closed),
-        (Some(4), 2),
-        "closed with the answer's next seq"
-    );
     redis.stop().await.unwrap();
 }
 

@@ -4,9 +4,11 @@
 //! with backoff and resubscribes every channel by itself (standalone or
 //! cluster), with short timeouts so a dead Redis fails fast.
 //!
-//! It also observes the traffic it carries: publishes and failures for
-//! `chat_redis_publish_total` / `chat_redis_errors_total`, and, for room
-//! events broadcast by another server, the delay since their origin `ts`.
+//! It also observes the traffic it carries: publishes, messages received
+//! and failures for `chat_redis_publish_total`,
+//! `chat_redis_messages_received_total` and `chat_redis_errors_total`, and,
+//! for room events broadcast by another server, the delay since their
+//! origin `ts`.
 
 use std::{
     collections::HashMap,
@@ -81,23 +83,28 @@ impl ResilientDriver {
         self.conn.clone()
     }
 
-    /// Subscribes to a channel of chatscale's own, not the adapter's: its
-    /// messages go to the stream unread by the adapter traffic observer.
-    pub async fn subscribe_own(
+    /// Subscribes to `chan`, a channel of chatscale's own (crate::fanout),
+    /// not the adapter's: its messages go to `to`, unread by the adapter
+    /// traffic observer. Returns once Redis has confirmed the subscription.
+    pub async fn listen_own(
         &self,
         chan: String,
-        size: usize,
-    ) -> Result<MessageStream<ChanItem>, RedisError> {
-        self.listen(chan, size, false).await
+        to: mpsc::Sender<ChanItem>,
+    ) -> Result<(), RedisError> {
+        self.listen(chan, to, false).await
+    }
+
+    /// Unsubscribes a channel of [`ResilientDriver::listen_own`].
+    pub async fn unlisten_own(&self, chan: &str) -> Result<(), RedisError> {
+        self.unlisten(chan).await
     }
 
     async fn listen(
         &self,
         chan: String,
-        size: usize,
+        tx: mpsc::Sender<ChanItem>,
         observed: bool,
-    ) -> Result<MessageStream<ChanItem>, RedisError> {
-        let (tx, rx) = mpsc::channel(size);
+    ) -> Result<(), RedisError> {
         self.handlers
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -109,7 +116,19 @@ impl ResilientDriver {
                 .remove(&chan);
             return Err(self.failed(error));
         }
-        Ok(MessageStream::new(rx))
+        Ok(())
+    }
+
+    async fn unlisten(&self, chan: &str) -> Result<(), RedisError> {
+        self.handlers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(chan);
+        self.conn
+            .clone()
+            .unsubscribe(chan)
+            .await
+            .map_err(|e| self.failed(e))
     }
 
     fn failed(&self, error: RedisError) -> RedisError {
@@ -129,6 +148,7 @@ fn route(message: PushInfo, handlers: &Handlers, observer: &Observer) {
     else {
         return;
     };
+    observer.metrics.redis_messages_received_total.inc();
     let Ok(channel) = String::from_utf8(channel) else {
         return;
     };
@@ -205,19 +225,13 @@ impl Driver for ResilientDriver {
         chan: String,
         size: usize,
     ) -> Result<MessageStream<ChanItem>, Self::Error> {
-        self.listen(chan, size, true).await
+        let (tx, rx) = mpsc::channel(size);
+        self.listen(chan, tx, true).await?;
+        Ok(MessageStream::new(rx))
     }
 
     async fn unsubscribe(&self, chan: String) -> Result<(), Self::Error> {
-        self.handlers
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&chan);
-        self.conn
-            .clone()
-            .unsubscribe(&chan)
-            .await
-            .map_err(|e| self.failed(e))
+        self.unlisten(&chan).await
     }
 
     async fn num_serv(&self, chan: &str) -> Result<u16, Self::Error> {

@@ -42,6 +42,10 @@ pub struct Metrics {
     pub redis_up: IntGauge,
     /// Adapter messages published to Redis.
     pub redis_publish_total: IntCounter,
+    /// Pub/sub messages received from Redis, on every channel.
+    pub redis_messages_received_total: IntCounter,
+    /// Room event channels this server is subscribed to (crate::fanout).
+    pub room_channels: IntGauge,
     /// Failed adapter operations (publish, subscribe, health ping).
     pub redis_errors_total: IntCounter,
     /// Room store reads or writes that failed.
@@ -135,6 +139,16 @@ impl Metrics {
                 "Adapter messages published to Redis",
             )
             .unwrap(),
+            redis_messages_received_total: IntCounter::new(
+                "chat_redis_messages_received_total",
+                "Pub/sub messages received from Redis, on every channel",
+            )
+            .unwrap(),
+            room_channels: IntGauge::new(
+                "chat_room_channels",
+                "Room event channels this server is subscribed to",
+            )
+            .unwrap(),
             redis_errors_total: IntCounter::new(
                 "chat_redis_errors_total",
                 "Failed adapter operations (publish, subscribe, health ping)",
@@ -158,7 +172,7 @@ impl Metrics {
             registry,
         };
         metrics.redis_up.set(1);
-        let collectors: [Box<dyn prometheus::core::Collector>; 19] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 21] = [
             Box::new(metrics.connected_sockets.clone()),
             Box::new(metrics.rooms.clone()),
             Box::new(metrics.messages_total.clone()),
@@ -175,6 +189,8 @@ impl Metrics {
             Box::new(metrics.shed_connections_total.clone()),
             Box::new(metrics.redis_up.clone()),
             Box::new(metrics.redis_publish_total.clone()),
+            Box::new(metrics.redis_messages_received_total.clone()),
+            Box::new(metrics.room_channels.clone()),
             Box::new(metrics.redis_errors_total.clone()),
             Box::new(metrics.store_errors_total.clone()),
             Box::new(metrics.cross_server_delay_seconds.clone()),
@@ -251,6 +267,8 @@ mod tests {
             "chat_redis_up",
             "chat_redis_publish_total",
             "chat_redis_errors_total",
+            "chat_redis_messages_received_total",
+            "chat_room_channels",
             "chat_cross_server_delay_seconds_bucket",
             "chat_ai_streams_total",
             "chat_events_rejected_total",

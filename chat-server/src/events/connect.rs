@@ -11,7 +11,6 @@ use socketioxide::{
     adapter::Adapter,
     extract::{SocketRef, State, TryData},
 };
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::{AUTH_EXPIRED_EVENT, Refusal},
@@ -63,9 +62,9 @@ pub async fn admit_socket<A: Adapter>(
 /// When the token runs out: emit `auth-expired {message}`, then disconnect.
 /// Cancelled when the socket goes away first.
 fn disconnect_at_expiry<A: Adapter>(socket: &SocketRef<A>, io: SocketIo<A>, expires: SystemTime) {
-    let gone = CancellationToken::new();
-    let on_gone = gone.clone();
-    socket.on_disconnect(move || async move { on_gone.cancel() });
+    let departure = super::disconnect::Departure::default();
+    let gone = departure.0.clone();
+    socket.extensions.insert(departure);
     let sid = socket.id;
     let left = expires
         .duration_since(SystemTime::now())

@@ -1,6 +1,7 @@
 //! `join {room}`: become a member of a room. Ack `{ok: {room, roomSeq}}` where
 //! `roomSeq` is the room's latest sequence number when the socket joined; every
-//! later room event reaches the socket live.
+//! later room event reaches the socket live (on every server: the join waits
+//! until this server listens on the room's channel, crate::fanout).
 
 use serde_json::{Value, json};
 use socketioxide::{
@@ -13,6 +14,7 @@ use crate::{
     auth::Session,
     protocol::{ChatError, ErrorCode, JoinRequest},
     state::AppState,
+    store::StoreError,
 };
 
 /// The `join` event.
@@ -53,26 +55,43 @@ async fn join<A: Adapter, E: std::fmt::Display>(
 ) -> Result<Value, ChatError> {
     let JoinRequest { room } = Join::validate(data)?;
     session.may_use(&room)?;
-    let max_rooms = state.limits.config.max_rooms_per_socket;
-    let room_seq = enter_then(socket, &room, max_rooms, state.store.last_seq(&room)).await?;
+    let room_seq = enter_then(socket, state, &room, state.store.last_seq(&room)).await?;
     Ok(json!({"room": room, "roomSeq": room_seq}))
 }
 
 /// Joins `room`, then runs `read`: whatever is published in between arrives
-/// live, so a read of the room's state misses nothing. If the read fails, a
+/// live, so a read of the room's state misses nothing. A socket new to the
+/// room waits, before the read, until this server listens on the room's
+/// channel (crate::fanout::RoomSubscriptions). If that or the read fails, a
 /// socket that was not in the room before leaves it again: nothing happened.
 pub(super) async fn enter_then<A: Adapter, T, E: Into<ChatError>>(
     socket: &SocketRef<A>,
+    state: &AppState,
     room: &str,
-    max_rooms: usize,
     read: impl Future<Output = Result<T, E>>,
 ) -> Result<T, ChatError> {
+    let max_rooms = state.limits.config.max_rooms_per_socket;
     let newly_joined = enter(socket, room, max_rooms)?;
-    read.await.map_err(|error| {
+    let subscriptions = &state.room_subscriptions;
+    let entered = async {
+        if newly_joined {
+            let listening = subscriptions.joined(room, socket.id);
+            // Gone already: its disconnect handler may have missed this room.
+            if !socket.connected() {
+                return Err(ChatError::new(
+                    ErrorCode::Unavailable,
+                    "the socket disconnected while joining",
+                ));
+            }
+            listening.await.map_err(StoreError::unavailable)?;
+        }
+        read.await.map_err(Into::into)
+    };
+    entered.await.inspect_err(|_| {
         if newly_joined {
             socket.leave(room.to_owned());
+            subscriptions.left(room, socket.id);
         }
-        error.into()
     })
 }
 

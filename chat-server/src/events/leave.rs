@@ -36,7 +36,7 @@ async fn handle<A: Adapter>(
     admitted: Admitted,
     in_order: InOrder,
 ) {
-    let work = async |_: &crate::auth::Session| leave(&socket, data);
+    let work = async |_: &crate::auth::Session| leave(&socket, &state, data);
     admitted
         .run(&socket, &state.metrics, Leave::NAME, ack, in_order, work)
         .await;
@@ -44,10 +44,12 @@ async fn handle<A: Adapter>(
 
 fn leave<A: Adapter, E: std::fmt::Display>(
     socket: &SocketRef<A>,
+    state: &AppState,
     data: Result<Value, E>,
 ) -> Result<Value, ChatError> {
     let LeaveRequest { room } = Leave::validate(data)?;
     validate::joined(socket, &room)?;
     socket.leave(room.clone());
+    state.room_subscriptions.left(&room, socket.id);
     Ok(json!({"room": room}))
 }

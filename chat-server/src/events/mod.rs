@@ -12,6 +12,7 @@ mod admit;
 mod ai_query;
 pub mod client_event;
 mod connect;
+mod disconnect;
 mod in_order;
 mod join;
 mod leave;
@@ -73,6 +74,7 @@ async fn register_events<A: Adapter>(socket: SocketRef<A>) -> Result<(), std::co
         }
     }
     each(&mut Register(&socket));
+    disconnect::register(&socket);
     Ok(())
 }
 

@@ -58,14 +58,8 @@ async fn resume<A: Adapter, E: std::fmt::Display>(
 ) -> Result<Value, ChatError> {
     let ResumeRequest { room, after } = Resume::validate(data)?;
     session.may_use(&room)?;
-    let max_rooms = state.limits.config.max_rooms_per_socket;
-    let events = join::enter_then(
-        socket,
-        &room,
-        max_rooms,
-        state.store.events_after(&room, after),
-    )
-    .await?;
+    let events =
+        join::enter_then(socket, state, &room, state.store.events_after(&room, after)).await?;
     let replayed_to = events.last().and_then(|e| e.room_seq()).unwrap_or(after);
     // The room's head: lower than `after` tells the client the room's numbering
     // started again (a restarted in-memory server, or Redis that restarted empty).

@@ -21,7 +21,8 @@ use crate::{adapter::RedisConnection, fanout::Fanout, protocol::RoomEvent};
 /// For an AI chunk (ARGV[3] = answer id, ARGV[4] = its seq, ARGV[5] = done):
 /// refuse it (-1) if another server closed the answer, else record its seq.
 /// With a fan-out channel (ARGV[6], origin ARGV[7]), also publish the event
-/// to the other servers in the fan-out format (crate::fanout).
+/// to the other servers in the fan-out format (crate::fanout), with the
+/// command ARGV[8] (PUBLISH, or SPUBLISH to the room's own shard channel).
 const APPEND: &str = r"
 local answer = ARGV[3]
 if answer ~= '' and redis.call('HEXISTS', KEYS[4], answer) == 1 then return -1 end
@@ -31,14 +32,15 @@ if answer ~= '' then
   if ARGV[5] == '1' then redis.call('HDEL', KEYS[3], answer)
   else redis.call('HSET', KEYS[3], answer, ARGV[4]) end
 end
-if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[7] .. ' ' .. seq .. ' ' .. ARGV[1]) end
+if ARGV[6] ~= '' then redis.call(ARGV[8], ARGV[6], ARGV[7] .. ' ' .. seq .. ' ' .. ARGV[1]) end
 return seq
 ";
 
 /// Closes an orphaned answer once: if it still runs (has a last seq), mark it
 /// closed and append the final chunk (ARGV[1]) with the next seq.
 /// Returns {roomSeq, seq}, or nil when there was nothing to close. Publishes
-/// the final chunk as APPEND does (channel ARGV[4], origin ARGV[5]).
+/// the final chunk as APPEND does (channel ARGV[4], origin ARGV[5], command
+/// ARGV[6]).
 const CLOSE: &str = r"
 local last = redis.call('HGET', KEYS[3], ARGV[3])
 if not last then return nil end
@@ -51,7 +53,7 @@ event['data']['seq'] = next_seq
 local seq = redis.call('INCR', KEYS[1])
 local stored = cjson.encode(event)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', stored)
-if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. seq .. ' ' .. stored) end
+if ARGV[4] ~= '' then redis.call(ARGV[6], ARGV[4], ARGV[5] .. ' ' .. seq .. ' ' .. stored) end
 return {seq, next_seq}
 ";
 
@@ -86,11 +88,16 @@ impl RedisStore {
         }
     }
 
-    /// The fan-out channel and origin as script arguments (empty: none).
-    fn fanout_args(&self) -> (&str, &str) {
-        self.fanout
-            .as_ref()
-            .map_or(("", ""), |f| (f.channel.as_str(), f.origin.as_str()))
+    /// `room`'s fan-out channel, the origin and the publish command as
+    /// script arguments (empty: none).
+    fn fanout_args(&self, room: &str) -> [String; 3] {
+        self.fanout.as_ref().map_or_else(Default::default, |f| {
+            [
+                f.channel(room),
+                f.origin.clone(),
+                f.publish_command().to_owned(),
+            ]
+        })
     }
 
     fn key(&self, room: &str, what: &str) -> String {
@@ -111,7 +118,7 @@ impl RoomStore for RedisStore {
             RoomEvent::Message(_) => ("", 0, false),
         };
         let room = event.room();
-        let (channel, origin) = self.fanout_args();
+        let [channel, origin, command] = self.fanout_args(room);
         let room_seq: i64 = self
             .append
             .key(self.key(room, "seq"))
@@ -125,6 +132,7 @@ impl RoomStore for RedisStore {
             .arg(if done { "1" } else { "0" })
             .arg(channel)
             .arg(origin)
+            .arg(command)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::unavailable)?;
@@ -205,7 +213,7 @@ impl RoomStore for RedisStore {
         };
         let room = chunk.room.clone();
         let json = serde_json::to_string(&last).map_err(StoreError::unavailable)?;
-        let (channel, origin) = self.fanout_args();
+        let [channel, origin, command] = self.fanout_args(&room);
         let closed: Option<(u64, u32)> = self
             .close
             .key(self.key(&room, "seq"))
@@ -217,6 +225,7 @@ impl RoomStore for RedisStore {
             .arg(&chunk.stream_id)
             .arg(channel)
             .arg(origin)
+            .arg(command)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::unavailable)?;
