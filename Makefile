@@ -1,5 +1,5 @@
 # chatscale: `make test` is the one command CI and developers run.
-.PHONY: test deps lint testenv test-build patch-test rust-test cluster-test lifecycle-test local-cluster js-test sim run bench bench-scaleout bench-artillery crds chart-test
+.PHONY: test deps lint testenv test-build patch-test rust-test cluster-test lifecycle-test local-cluster js-test sim run bench bench-scaleout bench-rooms bench-artillery crds chart-test
 
 CHAT_SERVER_BIN := $(CURDIR)/target/debug/chat-server
 
@@ -119,6 +119,13 @@ bench:
 bench-scaleout:
 	cargo build --release -p chat-server --locked
 	CHAT_SERVER_BIN=$(CURDIR)/target/release/chat-server node bench/scaleout.mjs
+
+# Room channels benchmark: 10 release chat-servers with --room-channels shared
+# and per-room, on a fresh redis-server and on a fresh 3-master Redis Cluster;
+# prints per-server inbound pub/sub messages, Redis bytes out and shard shares.
+bench-rooms:
+	cargo build --release -p chat-server --locked
+	CHAT_SERVER_BIN=$(CURDIR)/target/release/chat-server node bench/rooms.mjs
 
 # Artillery (Socket.IO v3+ engine, bench/artillery/chat.yml): against a local
 # cluster it starts (3 release chat-servers on Redis behind nginx), or against a

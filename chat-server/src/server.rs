@@ -124,7 +124,7 @@ impl Server {
                     .await
                     .context("subscribing to the Redis adapter channels")?;
                 if let Some(fanout) = fanout {
-                    if !fanout.per_room() {
+                    if fanout.listens_on_shared_channel() {
                         listener
                             .listen(&fanout.shared_channel())
                             .await

@@ -10,7 +10,7 @@ pub struct Metrics {
     registry: Registry,
     /// Socket.IO sockets connected to this server.
     pub connected_sockets: IntGauge,
-    /// Rooms with at least one member.
+    /// Rooms with at least one member on this server.
     pub rooms: IntGauge,
     /// `message` events published to rooms (chat lines and AI prompts).
     pub messages_total: IntCounter,
@@ -63,7 +63,11 @@ impl Metrics {
                 "Socket.IO sockets connected to this server",
             )
             .unwrap(),
-            rooms: IntGauge::new("chat_rooms", "Rooms with at least one member").unwrap(),
+            rooms: IntGauge::new(
+                "chat_rooms",
+                "Rooms with at least one member on this server",
+            )
+            .unwrap(),
             messages_total: IntCounter::new(
                 "chat_messages_total",
                 "message events published to rooms",

@@ -85,7 +85,9 @@ async fn metrics_text<A: Adapter>(State(state): State<AdminState<A>>) -> impl In
         .metrics
         .connected_sockets
         .set(state.io.sockets().len() as i64);
-    if let Ok(rooms) = state.io.rooms().await {
+    // This server's rooms: asking every server (`io.rooms()`) would make
+    // each scrape a request to the whole cluster.
+    if let Ok(rooms) = state.io.local().rooms().await {
         state.metrics.rooms.set(rooms.len() as i64);
     }
     state.metrics.shedding.set(i64::from(state.shed.shedding()));

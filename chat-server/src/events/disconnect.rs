@@ -20,10 +20,10 @@ pub(super) fn register<A: Adapter>(socket: &SocketRef<A>) {
 }
 
 async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, State(state): State<AppState>) {
-    // The socket leaves its rooms after this handler: they are still readable.
-    for room in socket.rooms() {
-        state.room_subscriptions.left(&room, socket.id);
-    }
+    // Not `socket.rooms()`: a client that sends DISCONNECT and then closes
+    // its transport can have them emptied before this handler runs
+    // (docs/socketioxide.md).
+    state.room_subscriptions.disconnected(socket.id);
     if let Some(Departure(gone)) = socket.extensions.get::<Departure>() {
         gone.cancel();
     }

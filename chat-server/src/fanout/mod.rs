@@ -12,6 +12,14 @@
 //!   of its rooms and no others. The room name is the hash tag, so on a
 //!   Redis Cluster the channel lives in the slot of the room's keys: the
 //!   script publishes it with SPUBLISH and rooms spread over the shards.
+//!   On standalone Redis the server listens on the shared channel below as
+//!   well, which carries nothing once every server uses per-room channels:
+//!   during an upgrade from a release that published on it, the older
+//!   servers' events still reach this server's members live (on a Redis
+//!   Cluster those releases used the adapter, which every server still
+//!   listens to). (The older servers' members receive
+//!   the newer servers' events when they resume, as they move off a
+//!   draining pod: the recipe resumes from the highest contiguous roomSeq.)
 //! - `shared`: one channel, `PREFIX:room-events`, that every server
 //!   subscribes to, so every server receives every room event. On a Redis
 //!   Cluster a script may only publish to a shard channel of its own slot,
@@ -78,6 +86,14 @@ impl Fanout {
     /// The one channel of every room, in `shared` mode.
     pub fn shared_channel(&self) -> String {
         format!("{}:room-events", self.prefix)
+    }
+
+    /// Whether this server listens on the shared channel: in `shared` mode,
+    /// and with per-room channels on standalone Redis, where servers of a
+    /// release before per-room channels may still publish on it (on a Redis
+    /// Cluster those used the adapter, which every server still listens to).
+    pub fn listens_on_shared_channel(&self) -> bool {
+        !self.per_room || !self.sharded
     }
 
     /// The command the scripts publish with.
@@ -159,16 +175,17 @@ mod tests {
         let standalone = Fanout::new("chat", RoomChannels::PerRoom, false).unwrap();
         assert_eq!(standalone.channel("lobby"), "chat:{lobby}:events");
         assert_eq!(standalone.publish_command(), "PUBLISH");
+        assert!(standalone.listens_on_shared_channel(), "for older servers");
         let cluster = Fanout::new("chat", RoomChannels::PerRoom, true).unwrap();
         assert_eq!(cluster.channel("lobby"), "chat:{lobby}:events");
         assert_eq!(cluster.publish_command(), "SPUBLISH");
-        assert!(cluster.per_room());
+        assert!(cluster.per_room() && !cluster.listens_on_shared_channel());
     }
 
     #[test]
     fn the_shared_channel_is_one_for_every_room_and_left_to_the_adapter_on_a_cluster() {
         let shared = Fanout::new("chat", RoomChannels::Shared, false).unwrap();
-        assert!(!shared.per_room());
+        assert!(!shared.per_room() && shared.listens_on_shared_channel());
         assert_eq!(shared.channel("a"), "chat:room-events");
         assert_eq!(shared.channel("b"), shared.shared_channel());
         assert!(Fanout::new("chat", RoomChannels::Shared, true).is_none());

@@ -11,7 +11,8 @@
 //! are the past, which a client asks for with `resume` (the room log).
 //!
 //! Members are counted by socket id, so a socket that leaves twice (a
-//! `leave`, then its disconnect) is one departure. Subscribing and
+//! `leave`, then its disconnect) is one departure; the rooms of each socket
+//! are kept here too, so that a disconnect needs nothing from socketioxide. Subscribing and
 //! unsubscribing one room's channel are serialised by a lock of its own: a
 //! join that races with the last member's departure waits for the
 //! unsubscribe and subscribes again.
@@ -46,7 +47,14 @@ struct Inner {
     listener: Arc<dyn Listen>,
     fanout: Fanout,
     metrics: Arc<Metrics>,
-    rooms: Mutex<HashMap<String, Room>>,
+    members: Mutex<Members>,
+}
+
+/// Who is in which room here, both ways.
+#[derive(Default)]
+struct Members {
+    rooms: HashMap<String, Room>,
+    of_socket: HashMap<Sid, Vec<String>>,
 }
 
 /// A room with members on this server.
@@ -68,7 +76,7 @@ impl RoomSubscriptions {
                 listener,
                 fanout,
                 metrics,
-                rooms: Mutex::default(),
+                members: Mutex::default(),
             })),
         }
     }
@@ -84,13 +92,16 @@ impl RoomSubscriptions {
     ) -> impl Future<Output = Result<(), redis::RedisError>> + Send + 'static {
         let subscribing = self.inner.clone().map(|inner| {
             let subscribed = {
-                let mut rooms = inner.lock();
-                let room = rooms.entry(room.to_owned()).or_insert_with(|| Room {
+                let mut guard = inner.lock();
+                let Members { rooms, of_socket } = &mut *guard;
+                let entry = rooms.entry(room.to_owned()).or_insert_with(|| Room {
                     members: HashSet::new(),
                     subscribed: Arc::default(),
                 });
-                room.members.insert(sid);
-                room.subscribed.clone()
+                if entry.members.insert(sid) {
+                    of_socket.entry(sid).or_default().push(room.to_owned());
+                }
+                entry.subscribed.clone()
             };
             (inner, room.to_owned(), subscribed)
         });
@@ -100,6 +111,7 @@ impl RoomSubscriptions {
             };
             let mut subscribed = subscribed.lock().await;
             if !*subscribed {
+                tracing::debug!(%room, "subscribing to the room's channel");
                 inner.listener.listen(&inner.fanout.channel(&room)).await?;
                 *subscribed = true;
                 inner.metrics.room_channels.inc();
@@ -114,37 +126,59 @@ impl RoomSubscriptions {
     /// the socket never joined, does nothing.
     pub fn left(&self, room: &str, sid: Sid) {
         let Some(inner) = &self.inner else { return };
-        let subscribed = {
-            let mut rooms = inner.lock();
-            let Some(entry) = rooms.get_mut(room) else {
-                return;
-            };
-            if !entry.members.remove(&sid) || !entry.members.is_empty() {
-                return;
+        let mut members = inner.lock();
+        if let Some(rooms) = members.of_socket.get_mut(&sid) {
+            rooms.retain(|r| r != room);
+            if rooms.is_empty() {
+                members.of_socket.remove(&sid);
             }
-            entry.subscribed.clone()
-        };
-        tokio::spawn(inner.clone().release(room.to_owned(), subscribed));
+        }
+        inner.leave(&mut members, room, sid);
+    }
+
+    /// Socket `sid` disconnected: it left every room it was in here.
+    pub fn disconnected(&self, sid: Sid) {
+        let Some(inner) = &self.inner else { return };
+        let mut members = inner.lock();
+        for room in members.of_socket.remove(&sid).unwrap_or_default() {
+            inner.leave(&mut members, &room, sid);
+        }
     }
 
     /// How many rooms have members here (their channels are subscribed, or
     /// about to be, or being unsubscribed).
     pub fn rooms_with_members(&self) -> usize {
-        self.inner.as_ref().map_or(0, |inner| inner.lock().len())
+        self.inner
+            .as_ref()
+            .map_or(0, |inner| inner.lock().rooms.len())
     }
 }
 
 impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Room>> {
-        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Members> {
+        self.members.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes `sid` out of `room`'s members; the last one out starts the
+    /// unsubscribe.
+    fn leave(self: &Arc<Self>, members: &mut Members, room: &str, sid: Sid) {
+        let Some(entry) = members.rooms.get_mut(room) else {
+            return;
+        };
+        if !entry.members.remove(&sid) || !entry.members.is_empty() {
+            return;
+        }
+        let subscribed = entry.subscribed.clone();
+        tokio::spawn(self.clone().release(room.to_owned(), subscribed));
     }
 
     /// Unsubscribes `room`'s channel unless a member came back meanwhile,
     /// then forgets the room if it is still empty.
     async fn release(self: Arc<Self>, room: String, subscribed: Arc<tokio::sync::Mutex<bool>>) {
         let mut is_subscribed = subscribed.lock().await;
-        let empty = |rooms: &HashMap<String, Room>| {
-            rooms
+        let empty = |members: &Members| {
+            members
+                .rooms
                 .get(&room)
                 .is_none_or(|entry| entry.members.is_empty())
         };
@@ -152,19 +186,21 @@ impl Inner {
             return;
         }
         if *is_subscribed {
+            tracing::debug!(%room, "unsubscribing from the room's channel");
             if let Err(error) = self.listener.unlisten(&self.fanout.channel(&room)).await {
                 tracing::warn!(%error, %room, "unsubscribing a room channel failed");
             }
             *is_subscribed = false;
             self.metrics.room_channels.dec();
         }
-        let mut rooms = self.lock();
-        if empty(&rooms)
-            && rooms
+        let mut members = self.lock();
+        if empty(&members)
+            && members
+                .rooms
                 .get(&room)
                 .is_some_and(|entry| Arc::ptr_eq(&entry.subscribed, &subscribed))
         {
-            rooms.remove(&room);
+            members.rooms.remove(&room);
         }
     }
 }
@@ -346,10 +382,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_disconnect_leaves_every_room_of_the_socket_and_only_those() {
+        let recorder = Recorder::open();
+        let (subs, metrics) = subscriptions(&recorder);
+        let (a, b) = (Sid::new(), Sid::new());
+        for room in ["one", "two", "three"] {
+            subs.joined(room, a).await.unwrap();
+        }
+        subs.joined("three", b).await.unwrap();
+        subs.left("one", a);
+        subs.disconnected(a);
+        subs.disconnected(a);
+        until("two rooms to be forgotten", || {
+            subs.rooms_with_members() == 1
+        })
+        .await;
+        let mut calls = recorder.calls();
+        calls.sort();
+        assert_eq!(
+            calls,
+            [
+                "+p:{one}:events",
+                "+p:{three}:events",
+                "+p:{two}:events",
+                "-p:{one}:events",
+                "-p:{two}:events"
+            ]
+        );
+        assert_eq!(metrics.room_channels.get(), 1, "b keeps three");
+        subs.disconnected(b);
+        until("every room to be forgotten", || {
+            subs.rooms_with_members() == 0
+        })
+        .await;
+        assert_eq!(metrics.room_channels.get(), 0);
+    }
+
+    #[tokio::test]
     async fn without_per_room_channels_nothing_is_asked() {
         let subs = RoomSubscriptions::none();
         subs.joined("r", Sid::new()).await.unwrap();
         subs.left("r", Sid::new());
+        subs.disconnected(Sid::new());
         assert_eq!(subs.rooms_with_members(), 0);
     }
 }
