@@ -16,7 +16,8 @@
 //     pub/sub message the server got from Redis) per second, mean and max;
 //   - Redis bytes out per second (INFO stats total_net_output_bytes deltas,
 //     per node on the cluster, and the busiest node's share of the sum) and
-//     Redis CPU (INFO cpu deltas, all nodes);
+//     Redis CPU (INFO cpu deltas, all nodes), and the chat-servers' CPU
+//     (utime + stime from /proc);
 //   - deliveries to the other member of each room, and the losses.
 // The last line is `per-server inbound ratio R, max shard share S`: R = the
 // larger over the Redis modes run of mean inbound per-room / shared, S = the
@@ -32,6 +33,7 @@ import { startServer, scrapeMetrics, serverBin } from '../tests/js/lib/server.mj
 import { connect } from '../tests/js/lib/client.mjs';
 import { startRedis, startRedisCluster } from '../tests/js/lib/redis.mjs';
 import { readdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 
 const SERVERS = Number(process.env.BENCH_SERVERS ?? 10);
@@ -94,6 +96,17 @@ async function bytesOut(redis) {
     const m = /^total_net_output_bytes:(\d+)/m.exec(await redis.cli(port, 'INFO', 'stats'));
     return Number(m[1]);
   }));
+}
+
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
+
+/** utime + stime (seconds) of the chat-server processes, summed. */
+function serverCpuSeconds(servers) {
+  return servers.reduce((sum, s) => {
+    const stat = readFileSync(`/proc/${s.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return sum + (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  }, 0);
 }
 
 /** used_cpu_sys + used_cpu_user (seconds) of each Redis node. */
@@ -230,12 +243,14 @@ async function run(redisMode, channels) {
     const inBefore = await Promise.all(servers.map(inbound));
     const bytesBefore = await bytesOut(redis);
     const cpuBefore = await cpuSeconds(redis);
+    const serversCpuBefore = serverCpuSeconds(servers);
     const t0 = performance.now();
     const sent = await send('h', HOLD);
     const t1 = performance.now();
     const inAfter = await Promise.all(servers.map(inbound));
     const bytesAfter = await bytesOut(redis);
     const cpuAfter = await cpuSeconds(redis);
+    const serversCpuAfter = serverCpuSeconds(servers);
     const window = (t1 - t0) / 1000;
 
     // Drain: every delivery and ack, at most 5 s.
@@ -259,6 +274,7 @@ async function run(redisMode, channels) {
       bytesPerSec: bytesTotal / window,
       // Redis CPU (all nodes) as a percentage of one core, and per 1,000 lines.
       redisCpu: (100 * cpuAfter.reduce((a, n, i) => a + n - cpuBefore[i], 0)) / window,
+      serversCpu: (100 * (serversCpuAfter - serversCpuBefore)) / window,
       shares: redisMode === 'cluster' ? perNode.map((n) => n / bytesTotal) : null,
     };
   } finally {
@@ -290,16 +306,17 @@ async function main() {
 
   console.log(`\n== Room channels: ${SERVERS} servers, ${ROOMS} rooms of 2 (half on one server, half on two), ${RATE} msg/s for ${HOLD} s`);
   console.log(table(
-    ['run', 'servers', 'rooms', 'offered/s', 'delivered/s', 'losses', 'ack errors', 'inbound/s mean', 'inbound/s max', 'Redis out KB/s', 'Redis CPU %', 'max shard share'],
+    ['run', 'servers', 'rooms', 'offered/s', 'delivered/s', 'losses', 'ack errors', 'inbound/s mean', 'inbound/s max', 'Redis out KB/s', 'Redis CPU %', 'servers CPU %', 'max shard share'],
     results.map((r) => [
       r.label, SERVERS, ROOMS, fmt(r.offered, 0), fmt(r.delivered, 0), r.losses, r.ackErrors,
-      fmt(r.inMean, 0), fmt(r.inMax, 0), fmt(r.bytesPerSec / 1024, 1), fmt(r.redisCpu, 1),
+      fmt(r.inMean, 0), fmt(r.inMax, 0), fmt(r.bytesPerSec / 1024, 1), fmt(r.redisCpu, 1), fmt(r.serversCpu, 1),
       r.shares ? fmt(Math.max(...r.shares), 2) : 'n/a',
     ]),
   ));
   console.log('   inbound/s = chat_redis_messages_received_total delta per second per server (every pub/sub message it got from Redis)');
   console.log('   Redis out = INFO stats total_net_output_bytes delta (summed over the nodes); max shard share = busiest node / sum');
   console.log('   Redis CPU = used_cpu_sys + used_cpu_user delta over the hold, summed over the nodes, in % of one core');
+  console.log('   servers CPU = utime + stime of the chat-server processes over the hold, summed, in % of one core');
   console.log('   losses = hold lines the other member of the room did not receive (within 5 s after the hold)');
   for (const r of results) if (r.shares) console.log(`   ${r.label}: node shares of Redis bytes out ${r.shares.map((s) => fmt(s, 2)).join('/')}`);
 
@@ -310,7 +327,7 @@ async function main() {
     const perRoom = results.find((r) => r.redisMode === redisMode && r.channels === 'per-room');
     const ratio = perRoom.inMean / shared.inMean;
     ratios.push(ratio);
-    console.log(`   ${redisMode}: per-server inbound mean ${fmt(ratio, 2)}x, max ${fmt(perRoom.inMax / shared.inMax, 2)}x; Redis bytes out ${fmt(perRoom.bytesPerSec / shared.bytesPerSec, 2)}x, Redis CPU ${fmt(perRoom.redisCpu / shared.redisCpu, 2)}x`);
+    console.log(`   ${redisMode}: per-server inbound mean ${fmt(ratio, 2)}x, max ${fmt(perRoom.inMax / shared.inMax, 2)}x; Redis bytes out ${fmt(perRoom.bytesPerSec / shared.bytesPerSec, 2)}x, Redis CPU ${fmt(perRoom.redisCpu / shared.redisCpu, 2)}x, servers CPU ${fmt(perRoom.serversCpu / shared.serversCpu, 2)}x`);
   }
   const perRoomCluster = results.find((r) => r.redisMode === 'cluster' && r.channels === 'per-room');
   const share = perRoomCluster ? fmt(Math.max(...perRoomCluster.shares), 2) : 'n/a';

@@ -35,6 +35,7 @@ export function startServer(args = [], { env = {} } = {}) {
         resolvePromise({
           url: m[1].replace('0.0.0.0', '127.0.0.1'),
           adminUrl: m[2].replace('0.0.0.0', '127.0.0.1'),
+          pid: child.pid,
           logs: () => stdout + stderr,
           alive: () => child.exitCode === null && child.signalCode === null,
           exited,
