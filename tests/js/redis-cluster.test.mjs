@@ -194,6 +194,9 @@ test('Redis killed mid-run and restarted: servers survive and recover by themsel
   }, { timeoutMs: 20_000, everyMs: 250, what: 'a sequenced message from server 0 reaching server 1' });
   const back = await ask(b1.socket, 'message', { room: 'outage', text: 'from server 1' });
   await waitFor(() => a1.recorder.messages.some((m) => m.id === back.ok.id), { what: 'server 1 to server 0' });
+  // Both servers listen on the room's channel again (the restarted Redis had no subscriptions).
+  const numsub = (await redis.cli('PUBSUB', 'NUMSUB', 'chatscale:{outage}:events')).trim().split('\n')[1];
+  assert.equal(numsub, '2', 'each server resubscribed the room channel it has members for');
   // The interrupted answer still finished for local members.
   await a2.recorder.done(q.ok.streamId);
   const chunks = a2.recorder.stream(q.ok.streamId);
