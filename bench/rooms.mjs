@@ -32,9 +32,10 @@
 import { startServer, scrapeMetrics, serverBin } from '../tests/js/lib/server.mjs';
 import { connect } from '../tests/js/lib/client.mjs';
 import { startRedis, startRedisCluster } from '../tests/js/lib/redis.mjs';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { loadavg } from 'node:os';
+import { cleanups, cleanup } from './lib/cleanup.mjs';
 
 const SERVERS = Number(process.env.BENCH_SERVERS ?? 10);
 const ROOMS = Number(process.env.BENCH_ROOMS ?? 200);
@@ -48,34 +49,6 @@ const METRIC = 'chat_redis_messages_received_total';
 for (const mode of MODES) {
   if (!['standalone', 'cluster'].includes(mode)) throw new Error(`BENCH_MODES: unknown mode ${mode} (standalone, cluster)`);
 }
-
-// ---------------------------------------------------------------- cleanup
-
-const cleanups = [];
-async function cleanup() {
-  while (cleanups.length) {
-    const c = cleanups.pop();
-    try { await c(); } catch { /* best effort */ }
-  }
-}
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.once(signal, async () => { await cleanup(); process.exit(130); });
-}
-for (const event of ['uncaughtException', 'unhandledRejection']) {
-  process.once(event, async (error) => { console.error(error); await cleanup(); process.exit(1); });
-}
-// Last resort on any exit: SIGTERM the chat-servers this process started (by pid).
-process.once('exit', () => {
-  for (const pid of readdirSync('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const close = stat.lastIndexOf(')');
-      const ppid = Number(stat.slice(close + 2).split(' ')[1]);
-      if (ppid === process.pid && stat.includes('(chat-server)')) process.kill(Number(pid), 'SIGTERM');
-    } catch { /* gone */ }
-  }
-});
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => console.error('#', ...a); // progress on stderr, results on stdout

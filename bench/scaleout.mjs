@@ -18,6 +18,7 @@ import { startRedis } from '../tests/js/lib/redis.mjs';
 import { readdirSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { loadavg } from 'node:os';
+import { cleanups, cleanup } from './lib/cleanup.mjs';
 
 const list = (value, fallback) => (value ? value.split(',').map(Number) : fallback);
 const RATES = list(process.env.BENCH_RATES, [200, 1000]);
@@ -28,34 +29,6 @@ const TOKEN_RATES = list(process.env.BENCH_TOKEN_RATES, [50, 500]);
 const SERVERS = 3;
 const CLIENTS = 30;
 const ROOMS = 3;
-
-// ---------------------------------------------------------------- cleanup
-
-const cleanups = [];
-async function cleanup() {
-  while (cleanups.length) {
-    const c = cleanups.pop();
-    try { await c(); } catch { /* best effort */ }
-  }
-}
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.once(signal, async () => { await cleanup(); process.exit(130); });
-}
-for (const event of ['uncaughtException', 'unhandledRejection']) {
-  process.once(event, async (error) => { console.error(error); await cleanup(); process.exit(1); });
-}
-// Last resort on any exit: SIGTERM the chat-servers this process started (by pid).
-process.once('exit', () => {
-  for (const pid of readdirSync('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const close = stat.lastIndexOf(')');
-      const ppid = Number(stat.slice(close + 2).split(' ')[1]);
-      if (ppid === process.pid && stat.includes('(chat-server)')) process.kill(Number(pid), 'SIGTERM');
-    } catch { /* gone */ }
-  }
-});
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => console.error('#', ...a); // progress on stderr, results on stdout
