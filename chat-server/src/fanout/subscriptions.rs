@@ -147,7 +147,8 @@ impl RoomSubscriptions {
 
     /// How many rooms have members here (their channels are subscribed, or
     /// about to be, or being unsubscribed).
-    pub fn rooms_with_members(&self) -> usize {
+    #[cfg(test)]
+    fn rooms_with_members(&self) -> usize {
         self.inner
             .as_ref()
             .map_or(0, |inner| inner.lock().rooms.len())
