@@ -36,6 +36,7 @@ import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { cleanups, cleanup } from './lib/cleanup.mjs';
+import { sleep, log, table, join } from './lib/common.mjs';
 
 const SERVERS = Number(process.env.BENCH_SERVERS ?? 10);
 const ROOMS = Number(process.env.BENCH_ROOMS ?? 200);
@@ -50,8 +51,6 @@ for (const mode of MODES) {
   if (!['standalone', 'cluster'].includes(mode)) throw new Error(`BENCH_MODES: unknown mode ${mode} (standalone, cluster)`);
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const log = (...a) => console.error('#', ...a); // progress on stderr, results on stdout
 const fmt = (n, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
 
 // ---------------------------------------------------------------- helpers
@@ -104,21 +103,6 @@ async function inbound(server) {
   const value = metrics.get(METRIC);
   if (value === undefined) throw new Error(`${METRIC} missing: chat-server too old?`);
   return value;
-}
-
-// A socket's first event, sent right after `connect`, is sometimes dropped by
-// the server without an ack (see bench/scaleout.mjs). `join` is idempotent,
-// so retry it.
-async function join(socket, room) {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const joined = await socket.timeout(1_000).emitWithAck('join', { room });
-      if (!joined.ok) throw new Error(`join ${room}: ${JSON.stringify(joined)}`);
-      return;
-    } catch (error) {
-      if (error.message.startsWith('join') || attempt >= 5) throw error;
-    }
-  }
 }
 
 /** Runs `work` over `items`, at most `width` at a time. */
@@ -260,13 +244,6 @@ async function run(redisMode, channels) {
 }
 
 // ---------------------------------------------------------------- output
-
-function table(headers, rows) {
-  const cells = [headers, ...rows].map((r) => r.map(String));
-  const widths = headers.map((_, i) => Math.max(...cells.map((r) => r[i].length)));
-  const line = (r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-  return [line(cells[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
-}
 
 async function main() {
   const t0 = performance.now();

@@ -19,6 +19,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { cleanups, cleanup } from './lib/cleanup.mjs';
+import { sleep, log, table, join, joinRetries } from './lib/common.mjs';
 
 const list = (value, fallback) => (value ? value.split(',').map(Number) : fallback);
 const RATES = list(process.env.BENCH_RATES, [200, 1000]);
@@ -30,8 +31,6 @@ const SERVERS = 3;
 const CLIENTS = 30;
 const ROOMS = 3;
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const log = (...a) => console.error('#', ...a); // progress on stderr, results on stdout
 
 /** A fresh redis-server and `count` chat-servers on it. */
 async function cluster(args = []) {
@@ -61,27 +60,6 @@ async function cluster(args = []) {
       if (dead.length) throw new Error(`${dead.length} chat-server(s) exited during the bench`);
     },
   };
-}
-
-// A socket's first event, sent right after `connect`, is sometimes dropped by
-// the server without an ack: socketioxide sends CONNECT before the spawned
-// on_connect task has registered the handlers. `join` is idempotent, so the
-// bench retries it and counts how often that happened.
-const joinRetries = { count: 0, joins: 0 };
-async function join(socket, room) {
-  joinRetries.joins += 1;
-  for (let attempt = 1; ; attempt++) {
-    let joined;
-    try {
-      joined = await socket.timeout(1_000).emitWithAck('join', { room });
-    } catch (error) {
-      if (attempt >= 5) throw new Error(`join ${room}: no ack after ${attempt} tries`);
-      joinRetries.count += 1;
-      continue;
-    }
-    if (!joined.ok) throw new Error(`join ${room}: ${JSON.stringify(joined)}`);
-    return;
-  }
 }
 
 function quantile(sorted, q) {
@@ -363,13 +341,6 @@ async function answersBench(tokensPerSec, perToken) {
 }
 
 // ---------------------------------------------------------------- output
-
-function table(headers, rows) {
-  const cells = [headers, ...rows].map((r) => r.map(String));
-  const widths = headers.map((_, i) => Math.max(...cells.map((r) => r[i].length)));
-  const line = (r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-  return [line(cells[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
-}
 
 async function main() {
   const t0 = performance.now();

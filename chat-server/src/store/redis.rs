@@ -90,13 +90,9 @@ impl RedisStore {
 
     /// `room`'s fan-out channel, the origin and the publish command as
     /// script arguments (empty: none).
-    fn fanout_args(&self, room: &str) -> [String; 3] {
-        self.fanout.as_ref().map_or_else(Default::default, |f| {
-            [
-                f.channel(room),
-                f.origin.clone(),
-                f.publish_command().to_owned(),
-            ]
+    fn fanout_args(&self, room: &str) -> (String, &str, &'static str) {
+        self.fanout.as_ref().map_or((String::new(), "", ""), |f| {
+            (f.channel(room), f.origin.as_str(), f.publish_command())
         })
     }
 
@@ -118,7 +114,7 @@ impl RoomStore for RedisStore {
             RoomEvent::Message(_) => ("", 0, false),
         };
         let room = event.room();
-        let [channel, origin, command] = self.fanout_args(room);
+        let (channel, origin, command) = self.fanout_args(room);
         let room_seq: i64 = self
             .append
             .key(self.key(room, "seq"))
@@ -213,7 +209,7 @@ impl RoomStore for RedisStore {
         };
         let room = chunk.room.clone();
         let json = serde_json::to_string(&last).map_err(StoreError::unavailable)?;
-        let [channel, origin, command] = self.fanout_args(&room);
+        let (channel, origin, command) = self.fanout_args(&room);
         let closed: Option<(u64, u32)> = self
             .close
             .key(self.key(&room, "seq"))
