@@ -1,9 +1,9 @@
 # chatscale: `make test` is the one command CI and developers run.
-.PHONY: test deps lint testenv test-build patch-test rust-test cluster-test lifecycle-test local-cluster js-test sim run bench bench-scaleout bench-rooms bench-artillery crds chart-test
+.PHONY: test deps lint testenv test-build patch-test rust-test cluster-test lifecycle-test local-cluster js-test sim run bench bench-scaleout bench-rooms bench-artillery crds chart-test alerts-test python-test
 
 CHAT_SERVER_BIN := $(CURDIR)/target/debug/chat-server
 
-test: deps lint testenv rust-test js-test sim
+test: deps lint testenv rust-test js-test alerts-test python-test sim
 
 # Debian packages and the pinned npm test client (see scripts/install-test-deps.sh).
 deps:
@@ -64,6 +64,17 @@ local-cluster: deps testenv test-build
 # The official socket.io-client and headless Chromium against the same binary.
 js-test: test-build
 	cd tests/js && CHAT_SERVER_BIN=$(CHAT_SERVER_BIN) npm test
+
+# The shipped alerts (charts/chatscale-operator/rules/chatscale-alerts.yaml)
+# with Debian's promtool: `check rules`, then `test rules` with input series
+# for every alert (fires when it should, silent when it should not).
+alerts-test:
+	tests/prometheus/run.sh
+
+# The Python client example (examples/python, python-socketio) against the
+# real chat-server and redis-server, in a venv of its own under target/.
+python-test: test-build
+	CHAT_SERVER_BIN=$(CHAT_SERVER_BIN) examples/python/run-tests.sh
 
 # The autoscaling simulator on every scenario: chatscale, the HPA and KEDA
 # side by side, and the targets of docs/autoscaling-sim.md as printed numbers

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs on a fresh Debian machine (run as root):
 # Debian packages (Chromium for the browser test, redis-server and nginx for the
-# scale-out tests, native TLS), then the pinned npm
+# scale-out tests, prometheus for the alert and dashboard tests, native TLS), then the pinned npm
 # packages of the JS test client. Already-present tools are left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,8 @@ missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
+# The alert rule tests (promtool) and the dashboard test (a real Prometheus server).
+command -v promtool >/dev/null && command -v prometheus >/dev/null || missing+=(prometheus)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)

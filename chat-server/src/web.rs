@@ -1,5 +1,6 @@
 //! The demo page at `/`: plain static files compiled into the binary (no build
-//! step, no CDN), including the official socket.io client script.
+//! step, no CDN), including the official socket.io client script and the
+//! chatscale client library (clients/js) the page is written on.
 
 use axum::{Router, http::header, response::IntoResponse, routing::get};
 
@@ -8,6 +9,11 @@ const APP_JS: &str = include_str!("../static/app.js");
 const STYLE_CSS: &str = include_str!("../static/style.css");
 /// socket.io-client 4.8.4 `dist/socket.io.min.js`, the version tests/js pins.
 const SOCKET_IO_JS: &str = include_str!("../static/socket.io.min.js");
+/// The same release's ES-module build, `dist/socket.io.esm.min.js`, which the
+/// page's import map names for the library's `import 'socket.io-client'`.
+const SOCKET_IO_ESM_JS: &str = include_str!("../static/socket.io.esm.min.js");
+/// `@chatscale/client`, one ES module with no build step.
+const CHATSCALE_CLIENT_JS: &str = include_str!("../../clients/js/src/index.js");
 
 /// The banner the page shows when auth is off, and what replaces it when on.
 const AUTH_OFF_BANNER: &str = "Authentication is off: demo mode, anyone can join any room.";
@@ -38,6 +44,14 @@ pub fn router(auth_required: bool) -> Router {
             "/socket.io.min.js",
             get(|| file("text/javascript; charset=utf-8", SOCKET_IO_JS)),
         )
+        .route(
+            "/socket.io.esm.min.js",
+            get(|| file("text/javascript; charset=utf-8", SOCKET_IO_ESM_JS)),
+        )
+        .route(
+            "/chatscale-client.js",
+            get(|| file("text/javascript; charset=utf-8", CHATSCALE_CLIENT_JS)),
+        )
 }
 
 async fn file(content_type: &'static str, body: &'static str) -> impl IntoResponse {
@@ -51,5 +65,14 @@ mod tests {
     #[test]
     fn the_page_holds_the_banner_the_auth_mode_replaces() {
         assert!(INDEX_HTML.contains(AUTH_OFF_BANNER));
+    }
+
+    #[test]
+    fn the_page_loads_its_module_through_the_import_map() {
+        assert!(INDEX_HTML.contains(r#""socket.io-client": "/socket.io.esm.min.js""#));
+        assert!(INDEX_HTML.contains(r#"<script type="module" src="/app.js">"#));
+        assert!(APP_JS.contains("from '/chatscale-client.js'"));
+        assert!(CHATSCALE_CLIENT_JS.contains("from 'socket.io-client'"));
+        assert!(SOCKET_IO_ESM_JS.starts_with("/*!\n * Socket.IO v4.8.4"));
     }
 }

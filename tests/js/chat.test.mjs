@@ -133,10 +133,18 @@ test('/metrics moves with connections and streams; health endpoints answer', asy
   }
 });
 
-test('the demo page serves the pinned official client script', async () => {
+test('the demo page serves the pinned official client scripts and the chatscale client library', async () => {
   const served = await (await fetch(`${server.url}/socket.io.min.js`)).text();
   const pinned = await readFile(new URL('./node_modules/socket.io-client/dist/socket.io.min.js', import.meta.url), 'utf8');
   assert.equal(served, pinned, 'chat-server/static/socket.io.min.js must be the npm-pinned socket.io-client build');
+  const esm = await fetch(`${server.url}/socket.io.esm.min.js`);
+  assert.match(esm.headers.get('content-type'), /text\/javascript/);
+  assert.equal(await esm.text(), await readFile(new URL('./node_modules/socket.io-client/dist/socket.io.esm.min.js', import.meta.url), 'utf8'),
+    'chat-server/static/socket.io.esm.min.js must be the npm-pinned socket.io-client ES-module build');
+  const library = await fetch(`${server.url}/chatscale-client.js`);
+  assert.match(library.headers.get('content-type'), /text\/javascript/);
+  assert.equal(await library.text(), await readFile(new URL('../../clients/js/src/index.js', import.meta.url), 'utf8'),
+    'the page gets clients/js/src/index.js as it is');
   const page = await fetch(`${server.url}/`);
   assert.equal(page.status, 200);
   assert.match(page.headers.get('content-type'), /text\/html/);

@@ -12,6 +12,7 @@
 
 mod autoscaler;
 mod controller;
+mod dashboard;
 mod helm;
 mod kubectl;
 mod leader;
