@@ -3,7 +3,7 @@
 # target/testenv): bin/ holds kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl (Kubernetes v1.33.13), etcd (v3.5.21), kwok
 # (v0.7.0) and helm (v3.18.6); crds/ holds the Gateway API experimental CRDs
-# (v1.3.0) and the Prometheus Operator's monitor CRDs (v0.85.0). Versions are
+# (v1.3.0) and the Prometheus Operator's ServiceMonitor, PodMonitor and PrometheusRule CRDs (v0.85.0). Versions are
 # pinned by go.mod/go.sum here and in crds/. A second run with unchanged
 # inputs does nothing; Go's module and build caches make a changed one quick.
 set -euo pipefail
@@ -48,7 +48,7 @@ cd "$here/crds"
 gateway="$(go mod download -json sigs.k8s.io/gateway-api | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"
 prometheus="$(go mod download -json github.com/prometheus-operator/prometheus-operator | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"
 cp "$gateway"/config/crd/experimental/gateway.networking.k8s.io_{gatewayclasses,gateways,httproutes,referencegrants}.yaml "$out/crds/"
-cp "$prometheus"/example/prometheus-operator-crd/monitoring.coreos.com_{servicemonitors,podmonitors}.yaml "$out/crds/"
+cp "$prometheus"/example/prometheus-operator-crd/monitoring.coreos.com_{servicemonitors,podmonitors,prometheusrules}.yaml "$out/crds/"
 
 echo "$stamp" > "$out/stamp"
 echo "testenv: built in $((SECONDS - start)) s into $out"

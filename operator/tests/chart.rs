@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 const CHART: &str = "charts/chatscale-operator";
 const ALL_FEATURES: &str = "charts/chatscale-operator/ci/all-features-values.yaml";
 /// Kinds from CRDs outside the Kubernetes schema set: checked here by hand.
-const NOT_IN_SCHEMAS: [&str; 2] = ["ServiceMonitor", "PodMonitor"];
+const NOT_IN_SCHEMAS: [&str; 3] = ["ServiceMonitor", "PodMonitor", "PrometheusRule"];
+/// The alerts, one rules file that the PrometheusRule ships.
+const ALERTS: &str = "charts/chatscale-operator/rules/chatscale-alerts.yaml";
 
 fn helm(args: &[&str]) -> std::process::Output {
     Command::new("python3")
@@ -144,12 +146,13 @@ fn every_optional_feature_renders_valid_objects() {
         "ConfigMap",
         "ServiceMonitor",
         "PodMonitor",
+        "PrometheusRule",
         "Role",
         "PodDisruptionBudget",
     ] {
         assert!(kinds.contains(kind), "{kind} missing: {kinds:?}");
     }
-    // ServiceMonitor and PodMonitor are Prometheus Operator CRDs, not in the
+    // ServiceMonitor, PodMonitor and PrometheusRule are Prometheus Operator CRDs, not in the
     // Kubernetes schemas: skipped there, their essentials checked here.
     let builtin: Vec<&Value> = objects
         .iter()
@@ -199,6 +202,23 @@ fn every_optional_feature_renders_valid_objects() {
         ports
             .iter()
             .any(|p| p["name"] == "admin" && p["containerPort"] == 9090)
+    );
+
+    // The PrometheusRule carries the rules file unchanged (its `{{ $labels }}`
+    // templates are Prometheus's, not Helm's).
+    let rule = one(&objects, "PrometheusRule");
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(rule["metadata"]["namespace"], "monitoring");
+    assert_eq!(
+        rule["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    assert_eq!(rule["spec"], alert_rules());
+    assert!(
+        rule["spec"]["groups"][0]["rules"][0]["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("{{ $labels.chatcluster }}")
     );
 
     let dashboard = one(&objects, "ConfigMap");
@@ -514,15 +534,13 @@ fn the_reference_docs_are_generated_from_the_crd() {
     );
 }
 
-#[test]
-fn the_dashboard_uses_metrics_that_exist() {
-    let dashboard = fs::read_to_string(
-        workspace_root()
-            .join(CHART)
-            .join("dashboards/chatscale.json"),
-    )
-    .unwrap();
-    let dashboard: Value = serde_json::from_str(&dashboard).unwrap();
+fn alert_rules() -> Value {
+    serde_saphyr::from_str(&fs::read_to_string(workspace_root().join(ALERTS)).unwrap()).unwrap()
+}
+
+/// Asserts that every chat_* and chatscale_* metric the queries use is
+/// registered by the code (histograms by their name without `_bucket`).
+fn assert_registered<'a>(what: &str, queries: impl Iterator<Item = &'a str>) {
     let sources: String = [
         "chat-server/src/admin/metrics.rs",
         "operator/src/controller/reconcile.rs",
@@ -534,23 +552,68 @@ fn the_dashboard_uses_metrics_that_exist() {
     ))
     .collect();
     let mut used = BTreeSet::new();
-    for panel in dashboard["panels"].as_array().unwrap() {
-        for target in panel["targets"].as_array().unwrap() {
-            let expr = target["expr"].as_str().unwrap();
-            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-                if word.starts_with("chat_") || word.starts_with("chatscale_") {
-                    used.insert(word.trim_end_matches("_bucket").to_owned());
-                }
+    for expr in queries {
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("chat_") || word.starts_with("chatscale_") {
+                used.insert(word.trim_end_matches("_bucket").to_owned());
             }
         }
     }
-    assert!(used.len() > 10, "{used:?}");
+    assert!(used.len() > 5, "{what}: {used:?}");
     for metric in used {
         assert!(
             sources.contains(&format!("\"{metric}\"")),
-            "the dashboard uses {metric}, which no source registers"
+            "{what} uses {metric}, which no source registers"
         );
     }
+}
+
+#[test]
+fn the_dashboard_uses_metrics_that_exist() {
+    let dashboard = fs::read_to_string(
+        workspace_root()
+            .join(CHART)
+            .join("dashboards/chatscale.json"),
+    )
+    .unwrap();
+    let dashboard: Value = serde_json::from_str(&dashboard).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    let exprs = panels
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().unwrap())
+        .map(|target| target["expr"].as_str().unwrap());
+    assert_registered("the dashboard", exprs);
+}
+
+#[test]
+fn the_alerts_use_metrics_that_exist_and_say_what_to_do() {
+    let rules = alert_rules();
+    let rules: Vec<&Value> = rules["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|group| group["rules"].as_array().unwrap())
+        .collect();
+    assert!(rules.len() >= 8, "{} alerts", rules.len());
+    for rule in &rules {
+        let name = rule["alert"].as_str().unwrap();
+        assert!(name.starts_with("Chatscale"), "{name}");
+        assert!(rule["for"].is_string(), "{name} has no `for`");
+        assert!(
+            ["warning", "critical"].contains(&rule["labels"]["severity"].as_str().unwrap()),
+            "{name}: severity"
+        );
+        for annotation in ["summary", "description"] {
+            assert!(
+                rule["annotations"][annotation].is_string(),
+                "{name}: no {annotation}"
+            );
+        }
+    }
+    assert_registered(
+        "the alerts",
+        rules.iter().map(|rule| rule["expr"].as_str().unwrap()),
+    );
 }
 
 fn sources_under(dir: &Path) -> Vec<String> {

@@ -176,6 +176,12 @@ impl Metrics {
             registry,
         };
         metrics.redis_up.set(1);
+        // Every outcome is exported from the start, at 0: a series that
+        // appears with its first increment hides that increment from rate(),
+        // so the first failed answers would be missed by the alerts' ratio.
+        for outcome in ["complete", "error", "interrupted"] {
+            metrics.ai_streams_total.with_label_values(&[outcome]);
+        }
         let collectors: [Box<dyn prometheus::core::Collector>; 21] = [
             Box::new(metrics.connected_sockets.clone()),
             Box::new(metrics.rooms.clone()),

@@ -102,6 +102,10 @@ impl Metrics {
                 "Connections pods were asked to shed for a rebalance",
             )?,
         };
+        // Every direction from the start, at 0, so that rate() sees the first one.
+        for direction in ["up", "down", "hold"] {
+            metrics.decisions.with_label_values(&[direction]);
+        }
         registry.register(Box::new(metrics.decisions.clone()))?;
         registry.register(Box::new(metrics.scrape_failures.clone()))?;
         registry.register(Box::new(metrics.shed_requests.clone()))?;

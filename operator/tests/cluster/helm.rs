@@ -178,6 +178,20 @@ async fn every_chart_option_is_accepted_by_the_api_server() -> anyhow::Result<()
         pod_monitor.data["spec"]["namespaceSelector"]["matchNames"],
         json!(["chat", "chat-prod"])
     );
+    // The PrometheusRule, accepted by the Prometheus Operator's CRD schema
+    // (in the namespace prometheusRule.namespace names), with every alert.
+    let rule = monitor("monitoring", "PrometheusRule", "prometheusrules")
+        .get(&full)
+        .await?;
+    let alerts: Vec<&str> = rule.data["spec"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|group| group["rules"].as_array().into_iter().flatten())
+        .filter_map(|rule| rule["alert"].as_str())
+        .collect();
+    assert!(alerts.len() >= 8, "{alerts:?}");
+    assert!(alerts.contains(&"ChatscaleRedisDown"), "{alerts:?}");
     assert!(
         Api::<NetworkPolicy>::namespaced(client.clone(), ns)
             .get_opt(&full)
